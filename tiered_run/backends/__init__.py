@@ -1,0 +1,43 @@
+"""The backends, and the one place that picks which to use and says why."""
+
+from __future__ import annotations
+
+from tiered_run.backends.base import Backend
+from tiered_run.backends.cgroup1 import Cgroup1Backend
+from tiered_run.backends.cgroup2 import Cgroup2Backend
+from tiered_run.backends.plain import PlainBackend
+from tiered_run.errors import UsageError
+
+BACKENDS: dict[str, type[Backend]] = {
+    "cgroup2": Cgroup2Backend,
+    "cgroup1": Cgroup1Backend,
+    "plain": PlainBackend,
+}
+CHOICES = ("auto", *BACKENDS)
+
+
+def select_backend(requested: str = "auto") -> tuple[Backend, str]:
+    """The backend to use and the reason, for the report and `doctor`."""
+    if requested != "auto":
+        cls = BACKENDS[requested]
+        problem = cls.unusable_reason()
+        if problem is not None:
+            raise UsageError(
+                f"--backend {requested} cannot work here: {problem}; try --backend auto"
+            )
+        return cls(), "chosen with --backend"
+    v2_problem = Cgroup2Backend.unusable_reason()
+    v2_missing = Cgroup2Backend.missing_controllers() if v2_problem is None else ()
+    if v2_problem is None and not v2_missing:
+        return Cgroup2Backend(), "cgroup v2 with cpuset, memory and pids controllers"
+    v1_problem = Cgroup1Backend.unusable_reason()
+    if v1_problem is None:
+        return Cgroup1Backend(), "cgroup v1 controllers" + (
+            " (hybrid: cgroup2 mount used for kill and freeze)" if v2_problem is None else ""
+        )
+    if v2_problem is None:
+        return Cgroup2Backend(), (
+            f"cgroup v2 without {', '.join(v2_missing)} controllers ({v1_problem}); "
+            "those ceilings are enforced by the monitor"
+        )
+    return PlainBackend(), f"no usable cgroup ({v2_problem}; {v1_problem})"

@@ -1,0 +1,232 @@
+"""cgroup v1 (legacy or hybrid): one transient group per controller hierarchy.
+
+cgroupspy handles the files it knows (cpuset, memory, cpuacct); pids and freezer are
+plain files. On hybrid machines the controller-less cgroup2 mount is joined too: it
+gives a race-free `cgroup.kill`, `cgroup.freeze` and an exact list of the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from cgroupspy.controllers import CpuAcctController, CpuSetController, MemoryController
+from cgroupspy.nodes import Node
+
+from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.cgroupfs import (
+    PREFIX,
+    CgroupDir,
+    Mount,
+    kill_until_empty,
+    own_cgroups,
+    own_dir,
+    stale_dirs,
+    system_mounts,
+)
+from tiered_run.errors import BackendError
+from tiered_run.spec import Limits
+from tiered_run.units import format_cpus
+
+CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
+
+
+def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path], Path | None]:
+    """Our own cgroup dir per v1 controller, and in the cgroup2 mount when it is usable."""
+    parents = {}
+    unified = None
+    for mount in mounts:
+        if mount.version == 1:
+            for controller in mount.controllers & set(CONTROLLERS):
+                parents.setdefault(controller, own_dir(mount, own, controller))
+        elif os.access(candidate := own_dir(mount, own), os.W_OK):
+            unified = candidate
+    return parents, unified
+
+
+_V1_CAPABILITIES = frozenset(
+    {
+        Capability.CPUSET,
+        Capability.MEMORY_LIMIT,
+        Capability.MEMORY_PEAK,
+        Capability.TASKS_LIMIT,
+        Capability.OOM_EVENTS,
+        Capability.FREEZE,
+    }
+)
+
+
+class Cgroup1Backend(Backend):
+    name = "cgroup1"
+
+    def __init__(
+        self, mounts: list[Mount] | None = None, own: dict[str, str] | None = None
+    ) -> None:
+        self._parents, self._unified_parent = _parents(
+            system_mounts() if mounts is None else mounts, own_cgroups() if own is None else own
+        )
+        self._dirs: dict[str, CgroupDir] = {}
+        self._kill_file = False
+        self.capabilities = _V1_CAPABILITIES
+
+    @classmethod
+    def unusable_reason(cls) -> str | None:
+        mounts = system_mounts()
+        if not any(m.version == 1 for m in mounts):
+            return "no cgroup v1 hierarchies are mounted"
+        parents, _ = _parents(mounts, own_cgroups())
+        missing = [c for c in CONTROLLERS if c not in parents]
+        if missing:
+            return f"cgroup v1 controllers not mounted: {', '.join(missing)}"
+        locked = [c for c, p in parents.items() if not os.access(p, os.W_OK)]
+        if locked:
+            return (
+                f"no write access to our cgroup in {', '.join(locked)} (needs root or delegation)"
+            )
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def create(self, run_id: str, limits: Limits) -> None:
+        name = PREFIX + run_id
+        groups = {c: CgroupDir(p / name) for c, p in self._parents.items()}
+        if self._unified_parent is not None:
+            groups["unified"] = CgroupDir(self._unified_parent / name)
+        for key, group in groups.items():
+            group.mkdir()
+            self._dirs[key] = group
+        self._kill_file = "unified" in groups and (groups["unified"].path / "cgroup.kill").exists()
+        if self._kill_file:
+            self.capabilities = _V1_CAPABILITIES | {Capability.ATOMIC_KILL}
+        self._configure(limits)
+
+    def _configure(self, limits: Limits) -> None:
+        cpuset = CpuSetController(_node(self._dirs["cpuset"].path))
+        parent_cpuset = CpuSetController(_node(self._parents["cpuset"]))
+        allowed = parent_cpuset.cpus
+        outside = sorted(set(limits.cpus) - allowed)
+        if outside:
+            raise BackendError(
+                f"CPUs {format_cpus(outside)} are outside tiered-run's own cpuset "
+                f"({format_cpus(sorted(allowed))}); choose CPUs within it"
+            )
+        cpuset.mems = parent_cpuset.mems
+        cpuset.cpus = set(limits.cpus)
+        memory = MemoryController(_node(self._dirs["memory"].path))
+        if limits.memory is not None:
+            memory.limit_in_bytes = limits.memory
+        if limits.memory_high is not None:
+            memory.soft_limit_in_bytes = limits.memory_high
+        if limits.tasks_max is not None:
+            self._dirs["pids"].write("pids.max", limits.tasks_max)
+
+    def attach(self) -> None:
+        # cpuset first, so no instruction runs on a CPU outside the tier.
+        for group in self._dirs.values():
+            group.attach_self()
+
+    def started(self, pid: int) -> None:
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text()
+        except FileNotFoundError:
+            return  # already gone: its status tells the rest
+        expected = PREFIX + self._dirs["memory"].path.name.removeprefix(PREFIX)
+        if expected not in lines:
+            raise BackendError(f"the workload (pid {pid}) did not land in cgroup {expected}")
+
+    # -- observation ----------------------------------------------------------------------
+
+    def sample(self) -> Usage:
+        memory = MemoryController(_node(self._dirs["memory"].path))
+        cpuacct = CpuAcctController(_node(self._dirs["cpuacct"].path))
+        pids = self._dirs["pids"]
+        percpu = cpuacct.usage_percpu or []
+        return Usage(
+            memory=memory.usage_in_bytes,
+            memory_peak=memory.max_usage_in_bytes,
+            tasks=int(pids.read("pids.current")),
+            tasks_peak=_read_optional_int(pids, "pids.peak"),
+            cpu_s=(cpuacct.usage or 0) / 1e9,
+            cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
+            oom_kills=int((memory.oom_control or {}).get("oom_kill", 0)),
+            tasks_refused=pids.keyed("pids.events").get("max", 0),
+        )
+
+    def pids(self) -> list[int]:
+        return self._tree_dir().procs()
+
+    def _tree_dir(self) -> CgroupDir:
+        return self._dirs.get("unified") or self._dirs["pids"]
+
+    # -- control --------------------------------------------------------------------------
+
+    def kill(self, sig: int) -> None:
+        if sig != signal.SIGKILL:
+            self._tree_dir().signal_all(sig)
+        elif self._kill_file:
+            kill_until_empty(self._dirs["unified"], via_kill_file=True)
+        else:
+            self._freeze_kill()
+
+    def _freeze_kill(self) -> None:
+        """Without cgroup.kill: freeze so nothing can fork, kill everything, thaw, repeat."""
+        deadline = time.monotonic() + 5
+        freezer = self._dirs["freezer"]
+        while freezer.procs():
+            self.freeze(True)
+            freezer.signal_all(signal.SIGKILL)
+            self.freeze(False)
+            if time.monotonic() > deadline:
+                raise BackendError(f"processes in {freezer.path} survived SIGKILL")
+            time.sleep(0.005)
+
+    def freeze(self, frozen: bool) -> None:
+        if "unified" in self._dirs:
+            self._dirs["unified"].write("cgroup.freeze", int(frozen))
+            return
+        freezer = self._dirs["freezer"]
+        freezer.write("freezer.state", "FROZEN" if frozen else "THAWED")
+        deadline = time.monotonic() + 1
+        while frozen and freezer.read("freezer.state").strip() != "FROZEN":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+
+    def remove(self) -> None:
+        errors = []
+        for key, group in reversed(list(self._dirs.items())):
+            try:
+                group.rmdir()
+            except BackendError as err:
+                errors.append(str(err))
+                continue
+            del self._dirs[key]
+        if errors:
+            raise BackendError("; ".join(errors))
+
+    def cleanup_stale(self) -> list[str]:
+        removed = []
+        parents = list(self._parents.values())
+        if self._unified_parent is not None:
+            parents.insert(0, self._unified_parent)
+        for parent in parents:
+            for path in stale_dirs(parent):
+                group = CgroupDir(path)
+                if group.procs():
+                    kill_until_empty(group, via_kill_file=(path / "cgroup.kill").exists())
+                group.rmdir()
+                removed.append(str(path))
+        return removed
+
+
+def _node(path: Path) -> Node:
+    return Node(str(path).encode())
+
+
+def _read_optional_int(group: CgroupDir, name: str) -> int | None:
+    try:
+        return int(group.read(name))
+    except (FileNotFoundError, ValueError):
+        return None

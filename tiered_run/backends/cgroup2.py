@@ -1,0 +1,316 @@
+"""The unified (v2) cgroup backend: one transient cgroup per run.
+
+Where the kernel delegates no controllers to us (a v1/v2 hybrid mount), placement, kill,
+freeze and emptiness are still exact; memory and tasks are then summed from the member
+processes and enforced by the monitor instead of the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.cgroupfs import (
+    PREFIX,
+    CgroupDir,
+    Mount,
+    kill_until_empty,
+    new_run_id,
+    own_cgroups,
+    own_dir,
+    parse_proc_cgroup,
+    stale_dirs,
+    system_mounts,
+)
+from tiered_run.errors import BackendError
+from tiered_run.spec import Limits
+from tiered_run.units import format_cpus
+
+# Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
+WANTED = ("cpuset", "memory", "pids", "cpu")
+# A file that vanished, or a cgroup removed while we held it open.
+_GONE = (errno.ENOENT, errno.ENODEV)
+
+
+def _errno(err: BaseException) -> int | None:
+    cause = err.__cause__ if isinstance(err, BackendError) else err
+    return cause.errno if isinstance(cause, OSError) else None
+
+
+def _words(group: CgroupDir, name: str) -> set[str]:
+    """Controller names in a list file; `+` is tolerated so a plain-file fake reads back."""
+    try:
+        return {word.lstrip("+") for word in group.read(name).split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _int(group: CgroupDir, name: str) -> int | None:
+    try:
+        return int(group.read(name).strip())
+    except OSError as err:
+        if err.errno in _GONE:
+            return None
+        raise
+    except ValueError:  # "max"
+        return None
+
+
+def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
+    try:
+        return group.keyed(name)
+    except OSError as err:
+        if err.errno in _GONE:
+            return {}
+        raise
+
+
+def _walk(pids: list[int]) -> tuple[int, int]:
+    """(summed RSS, summed threads) of the member processes, for hierarchies without
+    memory/pids controllers; processes exiting meanwhile are skipped."""
+    rss = threads = 0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                proc_rss, proc_threads = proc.memory_info().rss, proc.num_threads()
+        except psutil.NoSuchProcess:
+            continue
+        rss += proc_rss
+        threads += proc_threads
+    return rss, threads
+
+
+def _enable(parent: CgroupDir, names: list[str]) -> None:
+    if not names:
+        return
+    try:
+        parent.write("cgroup.subtree_control", " ".join(f"+{name}" for name in names))
+    except BackendError as err:
+        if _errno(err) == errno.EBUSY:
+            raise BackendError(
+                f"cannot enable {', '.join(names)} below {parent.path}: it holds processes itself "
+                "and cgroup v2 allows controllers only above leaf cgroups"
+            ) from err.__cause__
+        raise
+
+
+def _default_mount() -> Mount:
+    for mount in system_mounts():
+        if mount.version == 2:
+            return mount
+    raise BackendError("no cgroup2 filesystem is mounted")
+
+
+class Cgroup2Backend(Backend):
+    """A run is `<our cgroup>/tiered-run-<run id>`, created before the fork and removed after."""
+
+    name = "cgroup2"
+
+    def __init__(self, mount: Mount | None = None, parent: Path | None = None) -> None:
+        self.mount = mount or _default_mount()
+        self.parent = parent if parent is not None else own_dir(self.mount, own_cgroups())
+        self.capabilities: frozenset[Capability] = frozenset()
+        self._dir: CgroupDir | None = None
+        self._controllers: frozenset[str] = frozenset()
+
+    @classmethod
+    def unusable_reason(cls) -> str | None:
+        try:
+            parent = cls().parent
+        except (BackendError, OSError) as err:
+            return str(err)
+        if not parent.is_dir():
+            return f"our cgroup {parent} is not visible in the cgroup2 mount"
+        if not (os.access(parent, os.W_OK) and os.access(parent / "cgroup.procs", os.W_OK)):
+            return f"{parent} is not writable: run as root or in a delegated cgroup"
+        # Named like a run, so a probe orphaned by a crash is cleaned up as stale.
+        probe = parent / f"{PREFIX}{new_run_id()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as err:
+            return f"cannot create a cgroup below {parent}: {err.strerror}"
+        return None
+
+    @classmethod
+    def missing_controllers(cls) -> tuple[str, ...]:
+        """Which of cpuset, memory and pids our cgroup cannot delegate (all of them on hybrid)."""
+        available = _words(CgroupDir(cls().parent), "cgroup.controllers")
+        return tuple(name for name in ("cpuset", "memory", "pids") if name not in available)
+
+    @property
+    def path(self) -> Path | None:
+        """The run's cgroup directory once created."""
+        return self._dir.path if self._dir else None
+
+    def create(self, run_id: str, limits: Limits) -> None:
+        parent = CgroupDir(self.parent)
+        self._controllers = self._enable_controllers(parent)
+        run = CgroupDir(self.parent / f"{PREFIX}{run_id}")
+        run.mkdir()
+        self._dir = run
+        try:
+            self._apply(parent, run, limits)
+        except BackendError:
+            try:
+                run.rmdir(wait=0.5)
+            except BackendError:
+                pass  # left for remove() or a later cleanup_stale()
+            else:
+                self._dir = None
+            raise
+        self.capabilities = self._capabilities(run)
+
+    def _enable_controllers(self, parent: CgroupDir) -> frozenset[str]:
+        """Delegate the wanted controllers the parent has; returns those a child will get."""
+        available = _words(parent, "cgroup.controllers")
+        enabled = _words(parent, "cgroup.subtree_control")
+        missing = [name for name in WANTED if name in available and name not in enabled]
+        try:
+            _enable(parent, missing)
+        except BackendError as err:
+            # cpu is refused e.g. while realtime tasks live outside the root; we can do without.
+            if "cpu" not in missing or _errno(err) == errno.EBUSY:
+                raise
+            missing.remove("cpu")
+            _enable(parent, missing)
+        return frozenset(enabled & available) | frozenset(missing)
+
+    def _apply(self, parent: CgroupDir, run: CgroupDir, limits: Limits) -> None:
+        controllers = self._controllers
+        if "cpuset" in controllers:
+            if limits.cpus:
+                run.write("cpuset.cpus", format_cpus(limits.cpus))
+            try:
+                mems = parent.read("cpuset.mems.effective").strip()
+            except FileNotFoundError:
+                mems = ""
+            if mems:
+                run.write("cpuset.mems", mems)
+        if "memory" in controllers:
+            if limits.memory is not None:
+                run.write("memory.max", limits.memory)
+                # Without this the ceiling only moves the excess to swap.
+                if (run.path / "memory.swap.max").exists():
+                    run.write("memory.swap.max", 0)
+            if limits.memory_high is not None:
+                run.write("memory.high", limits.memory_high)
+            # An OOM kill takes the whole run, not one arbitrary member.
+            run.write("memory.oom.group", 1)
+        if "pids" in controllers and limits.tasks_max is not None:
+            run.write("pids.max", limits.tasks_max)
+
+    def _capabilities(self, run: CgroupDir) -> frozenset[Capability]:
+        caps = {Capability.FREEZE}
+        if "cpuset" in self._controllers:
+            caps.add(Capability.CPUSET)
+        if "memory" in self._controllers:
+            caps |= {Capability.MEMORY_LIMIT, Capability.MEMORY_HIGH, Capability.OOM_EVENTS}
+            if (run.path / "memory.peak").exists():
+                caps.add(Capability.MEMORY_PEAK)
+        if "pids" in self._controllers:
+            caps.add(Capability.TASKS_LIMIT)
+        if (run.path / "cgroup.kill").exists():
+            caps.add(Capability.ATOMIC_KILL)
+        return frozenset(caps)
+
+    def _require(self) -> CgroupDir:
+        if self._dir is None:
+            raise BackendError("the cgroup2 run directory was not created")
+        return self._dir
+
+    def attach(self) -> None:
+        self._require().attach_self()
+
+    def started(self, pid: int) -> None:
+        run = self._require()
+        if pid in run.procs():
+            return
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+            where = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text()).get("", "?")
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+            return  # exited already: nothing escaped
+        raise BackendError(f"process {pid} landed in cgroup {where}, not in {run.path}")
+
+    def sample(self) -> Usage:
+        run = self._dir
+        if run is None:
+            return Usage()
+        controllers = self._controllers
+        memory = memory_peak = tasks = tasks_peak = None
+        oom_kills = memory_high_events = tasks_refused = 0
+        if "memory" in controllers:
+            memory = _int(run, "memory.current")
+            memory_peak = _int(run, "memory.peak")
+            events = _keyed(run, "memory.events")
+            oom_kills, memory_high_events = events.get("oom_kill", 0), events.get("high", 0)
+        if "pids" in controllers:
+            tasks = _int(run, "pids.current")
+            tasks_peak = _int(run, "pids.peak")
+            tasks_refused = _keyed(run, "pids.events").get("max", 0)
+        if not {"memory", "pids"} <= controllers:
+            rss, threads = _walk(run.procs())
+            if "memory" not in controllers:
+                memory = rss
+            if "pids" not in controllers:
+                tasks = threads
+        usage_usec = _keyed(run, "cpu.stat").get("usage_usec")
+        return Usage(
+            memory=memory,
+            memory_peak=memory_peak,
+            tasks=tasks,
+            tasks_peak=tasks_peak,
+            cpu_s=usage_usec / 1e6 if usage_usec is not None else None,
+            oom_kills=oom_kills,
+            tasks_refused=tasks_refused,
+            memory_high_events=memory_high_events,
+        )
+
+    def pids(self) -> list[int]:
+        return self._dir.procs() if self._dir else []
+
+    def kill(self, sig: int) -> None:
+        run = self._dir
+        if run is None:
+            return
+        if sig == signal.SIGKILL:
+            kill_until_empty(run, via_kill_file=(run.path / "cgroup.kill").exists())
+        else:
+            run.signal_all(sig)
+
+    def freeze(self, frozen: bool) -> None:
+        """Pause or resume; a pause waits up to 1 s for the kernel to report the tree frozen."""
+        run = self._require()
+        run.write("cgroup.freeze", int(frozen))
+        deadline = time.monotonic() + 1.0
+        while frozen and time.monotonic() < deadline:
+            events = _keyed(run, "cgroup.events")
+            if events.get("frozen", 1) == 1:
+                return
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        if self._dir is not None:
+            self._dir.rmdir()
+
+    def cleanup_stale(self) -> list[str]:
+        """Kill and remove run dirs whose owner died; one that resists is left for next time."""
+        removed = []
+        for path in stale_dirs(self.parent):
+            group = CgroupDir(path)
+            try:
+                kill_until_empty(group, via_kill_file=(path / "cgroup.kill").exists())
+                group.rmdir()
+            except BackendError:
+                continue
+            removed.append(str(path))
+        return removed

@@ -1,0 +1,99 @@
+"""No usable cgroup: affinity and rlimits before exec, a subreaper to keep the whole tree.
+
+tiered-run becomes a child subreaper, so a descendant that double-forks and setsid()s is
+reparented to tiered-run instead of init and can still be found and killed. Memory and
+task counts come from walking that tree, so their cost grows with its size and peaks are
+sampled rather than exact; the kernel enforces nothing beyond the CPU affinity.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+import psutil
+
+from tiered_run.backends.base import Backend, Usage
+from tiered_run.spec import Limits
+
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def set_child_subreaper(enabled: bool) -> None:
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class PlainBackend(Backend):
+    name = "plain"
+
+    def __init__(self) -> None:
+        self._root: int | None = None
+        self._me = psutil.Process()
+
+    @classmethod
+    def unusable_reason(cls) -> str | None:
+        return None
+
+    def create(self, run_id: str, limits: Limits) -> None:
+        set_child_subreaper(True)
+
+    def attach(self) -> None:
+        """Nothing to join: affinity and rlimits are applied by the launcher for every backend."""
+
+    def started(self, pid: int) -> None:
+        self._root = pid
+
+    def _tree(self) -> list[psutil.Process]:
+        """Our descendants: the workload plus orphans the subreaper inherited. Reaps zombies."""
+        procs = []
+        for proc in self._me.children(recursive=True):
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    if proc.pid != self._root and proc.ppid() == self._me.pid:
+                        os.waitpid(proc.pid, os.WNOHANG)
+                    continue
+            except (psutil.NoSuchProcess, ChildProcessError):
+                continue
+            procs.append(proc)
+        return procs
+
+    def sample(self) -> Usage:
+        memory = tasks = 0
+        cpu = 0.0
+        cpus = set()
+        for proc in self._tree():
+            try:
+                with proc.oneshot():
+                    memory += proc.memory_info().rss
+                    tasks += proc.num_threads()
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system
+                    cpus.add(proc.cpu_num())
+            except psutil.NoSuchProcess:
+                continue
+        return Usage(memory=memory or None, tasks=tasks, cpu_s=cpu, cpus_used=frozenset(cpus))
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._tree()]
+
+    def kill(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if self._root is not None:
+            try:
+                os.killpg(self._root, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def freeze(self, frozen: bool) -> None:
+        self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def remove(self) -> None:
+        self._root = None

@@ -1,0 +1,19 @@
+"""Errors that carry their exit code; only the CLI turns them into a process exit."""
+
+from __future__ import annotations
+
+
+class TieredRunError(Exception):
+    """tiered-run itself could not do its job (exit 125)."""
+
+    exit_code = 125
+
+
+class UsageError(TieredRunError):
+    """Bad input: nothing was started (exit 2). The message says what and how to fix it."""
+
+    exit_code = 2
+
+
+class BackendError(TieredRunError):
+    """A containment backend could not be set up or used on this machine."""

@@ -1,0 +1,113 @@
+"""Starting the workload already inside its container, on its CPUs, as its user.
+
+Everything is applied in the child between fork and exec, so no instruction of the
+workload runs unconstrained. The hook runs before any thread of tiered-run exists
+(the monitor and the tee start after the spawn), so forking here is safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+from dataclasses import dataclass
+
+import psutil
+
+from tiered_run.backends.base import Backend, Capability
+from tiered_run.errors import TieredRunError
+from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
+from tiered_run.spec import RunSpec, UserSpec
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SpawnError(TieredRunError):
+    """The workload could not be started; carries the exit code (126, 127 or 125)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Child:
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+def spawn(spec: RunSpec, backend: Backend, output_fds: list[int] | None) -> Child:
+    nproc_cap = None if Capability.TASKS_LIMIT in backend.capabilities else _nproc_cap(spec)
+    error_read, error_write = os.pipe()
+
+    def constrain() -> None:  # runs in the child, before exec
+        try:
+            backend.attach()
+            os.sched_setaffinity(0, spec.limits.cpus)
+            if spec.limits.nice is not None:
+                os.setpriority(os.PRIO_PROCESS, 0, spec.limits.nice)
+            if nproc_cap is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc_cap, nproc_cap))
+            if spec.user is not None:
+                _become(spec.user)
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except BaseException as err:
+            os.write(error_write, f"{type(err).__name__}: {err}".encode())
+            raise
+
+    stdout, stderr = output_fds if output_fds else (None, None)
+    try:
+        popen = subprocess.Popen(
+            list(spec.command),
+            cwd=spec.cwd,
+            env=spec.env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=constrain,
+            close_fds=True,
+        )
+    except FileNotFoundError as err:
+        raise SpawnError(f"command not found: {spec.command[0]}", EXIT_NOT_FOUND) from err
+    except PermissionError as err:
+        raise SpawnError(f"command not executable: {spec.command[0]}", EXIT_NOT_EXECUTABLE) from err
+    except (OSError, subprocess.SubprocessError) as err:
+        os.set_blocking(error_read, False)
+        try:
+            detail = os.read(error_read, 4096).decode(errors="replace")
+        except BlockingIOError:
+            detail = ""
+        raise SpawnError(f"could not start the workload: {detail or err}", EXIT_INTERNAL) from err
+    finally:
+        os.close(error_read)
+        os.close(error_write)
+    return Child(popen)
+
+
+def _become(user: UserSpec) -> None:
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+
+def _nproc_cap(spec: RunSpec) -> int | None:
+    """A per-user process cap as a backstop against fork storms where no pids cgroup exists.
+
+    RLIMIT_NPROC counts every process of the user, so the cap is what the user already
+    runs plus the tier's ceiling; root ignores it, so it is only set for other users.
+    """
+    uid = spec.user.uid if spec.user is not None else os.getuid()
+    if spec.limits.tasks_max is None or uid == 0:
+        return None
+    running = sum(
+        p.info["num_threads"] or 0
+        for p in psutil.process_iter(["uids", "num_threads"])
+        if p.info["uids"] and p.info["uids"].real == uid
+    )
+    return running + spec.limits.tasks_max

@@ -1,0 +1,87 @@
+"""From what the user asked (options, config, tier) to a validated RunSpec."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tiered_run.config import Config
+from tiered_run.errors import UsageError
+from tiered_run.identity import resolve_user, user_environment
+from tiered_run.machine import Machine
+from tiered_run.spec import OnLoad, RunSpec
+from tiered_run.tiers import resolve_limits
+
+DEFAULT_INTERVAL = 0.2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run choices that override the tier; None means 'as the tier says'."""
+
+    tier: str | None = None
+    cpus: tuple[int, ...] | None = None
+    timeout: float | None = None
+    kill_after: float | None = None
+    memory: int | None = None
+    memory_high: int | None = None
+    tasks_max: int | None = None
+    load_max: float | None = None
+    pressure_max: float | None = None
+    on_load: OnLoad | None = None
+    nice: int | None = None
+    user: str | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    backend: str = "auto"
+    interval: float = DEFAULT_INTERVAL
+    log: Path | None = None
+
+
+def plan_run(
+    command: tuple[str, ...], options: RunOptions, config: Config, machine: Machine
+) -> RunSpec:
+    if not command:
+        raise UsageError(
+            "no command given; put it after --, e.g. tiered-run --timeout 8 -- make test"
+        )
+    tier = config.tier(options.tier)
+    overrides = {
+        name: getattr(options, name)
+        for name in (
+            "cpus",
+            "timeout",
+            "kill_after",
+            "memory",
+            "memory_high",
+            "tasks_max",
+            "load_max",
+            "pressure_max",
+            "on_load",
+            "nice",
+        )
+    }
+    limits = resolve_limits(tier, machine, overrides)
+    if options.interval <= 0:
+        raise UsageError("--interval must be above 0, e.g. 0.2s")
+    user_name = options.user or tier.user
+    user = resolve_user(user_name) if user_name else None
+    env = {**os.environ, **options.env}
+    if user is not None:
+        env = user_environment(env, user)
+    if options.log is not None and not options.log.parent.is_dir():
+        raise UsageError(f"--log {options.log}: directory {options.log.parent} does not exist")
+    protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
+    return RunSpec(
+        command=command,
+        limits=limits,
+        tier=tier.name,
+        user=user,
+        cwd=options.cwd,
+        env=env,
+        backend=options.backend,
+        interval=options.interval,
+        log=options.log,
+        protected_cpus=tuple(c for c in protected if c not in limits.cpus),
+    )

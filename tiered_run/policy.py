@@ -1,0 +1,79 @@
+"""Which ceiling a sample breaches: pure decisions, so they can be tested on synthetic samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tiered_run.backends.base import Capability, Usage
+from tiered_run.machine import HostState
+from tiered_run.render import format_size as _size
+from tiered_run.report import Outcome
+from tiered_run.spec import Limits, OnLoad
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A hard ceiling was crossed: the run ends with `outcome`; `message` tells the story."""
+
+    outcome: Outcome
+    message: str
+
+
+def find_breach(
+    limits: Limits,
+    usage: Usage,
+    elapsed: float | None,
+    capabilities: frozenset[Capability],
+) -> Breach | None:
+    """The first hard ceiling `usage` breaches, checked in a fixed order; None if none."""
+    if limits.timeout is not None and elapsed is not None and elapsed >= limits.timeout:
+        return Breach(Outcome.TIMEOUT, f"still running at its {limits.timeout:g} s timeout")
+    if usage.oom_kills:
+        ceiling = f" at the {_size(limits.memory)} ceiling" if limits.memory else ""
+        return Breach(
+            Outcome.MEMORY, f"the kernel OOM-killed {usage.oom_kills} process(es){ceiling}"
+        )
+    if (
+        limits.memory is not None
+        and Capability.MEMORY_LIMIT not in capabilities
+        and usage.memory is not None
+        and usage.memory > limits.memory
+    ):
+        return Breach(
+            Outcome.MEMORY,
+            f"used {_size(usage.memory)}, above its {_size(limits.memory)} ceiling",
+        )
+    if limits.tasks_max is not None:
+        if usage.tasks_refused:
+            return Breach(
+                Outcome.TASKS,
+                f"{usage.tasks_refused} fork(s) refused at the {limits.tasks_max}-task ceiling",
+            )
+        if Capability.TASKS_LIMIT not in capabilities and (usage.tasks or 0) > limits.tasks_max:
+            return Breach(
+                Outcome.TASKS, f"{usage.tasks} tasks, above the {limits.tasks_max}-task ceiling"
+            )
+    return None
+
+
+def load_over(limits: Limits, host: HostState) -> str | None:
+    """Why the host is over its load ceiling, or None when it is within it."""
+    if limits.load_max is not None and host.load1 > limits.load_max:
+        return f"host load {host.load1:.2f} above {limits.load_max:g}"
+    pressure = host.pressure_max
+    if limits.pressure_max is not None and pressure is not None and pressure > limits.pressure_max:
+        return f"host pressure {pressure:.1f} % above {limits.pressure_max:g} %"
+    return None
+
+
+def load_breach(limits: Limits, host: HostState) -> Breach | None:
+    reason = load_over(limits, host)
+    if reason is not None and limits.on_load is OnLoad.KILL:
+        return Breach(Outcome.LOAD, reason)
+    return None
+
+
+def over_memory_high(limits: Limits, usage: Usage) -> bool:
+    if limits.memory_high is None:
+        return False
+    return usage.memory_high_events > 0 or (usage.memory or 0) > limits.memory_high

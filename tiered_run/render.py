@@ -1,0 +1,241 @@
+"""Turn a RunReport into text for people (table), machines (JSON) and CI dashboards (JUnit).
+
+Renderers return strings and never print, so the CLI decides where each one goes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+import humanize
+from tabulate import tabulate
+
+from tiered_run.report import Outcome, RunReport, signal_name
+from tiered_run.units import format_cpus
+
+COMMAND_WIDTH = 70
+MAX_EVENTS = 10
+
+_FAILURES = frozenset(
+    {Outcome.EXITED, Outcome.TIMEOUT, Outcome.MEMORY, Outcome.TASKS, Outcome.LOAD, Outcome.SIGNAL}
+)
+# XML 1.0 cannot carry most control characters, and workload output often has some (ANSI colour).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def headline(report: RunReport) -> str:
+    """One line saying how the run ended; what `-q` prints and what the table starts with."""
+    message = _one_line(report.message)
+    line = f"tiered-run: {report.outcome.value}"
+    return f"{line} - {message}" if message else line
+
+
+def render_table(report: RunReport) -> str:
+    """The end-of-run summary for a terminal: headline, key/value rows, then the first events."""
+    rows = [(key, value) for key, value in _rows(report) if value is not None]
+    lines = [headline(report), tabulate(rows, tablefmt="plain", disable_numparse=True)]
+    if report.events:
+        lines.append("events:")
+        lines.extend(
+            f"  +{event.t:.2f}s  {event.kind}: {_one_line(event.message)}"
+            for event in report.events[:MAX_EVENTS]
+        )
+        if len(report.events) > MAX_EVENTS:
+            lines.append(f"  ... {len(report.events) - MAX_EVENTS} more")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: RunReport) -> str:
+    """The machine-readable report; its keys are a contract guarded by `schema_version`."""
+    return json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def render_junit(
+    reports: list[RunReport], suite: str = "tiered-run", names: list[str] | None = None
+) -> str:
+    """One JUnit testsuite with a testcase per run, so CI shows breaches as failing tests.
+
+    Breaches and non-zero exits are failures; runs that could not start or were interrupted
+    are errors, because they say nothing about the workload itself.
+    """
+    if names is not None and len(names) != len(reports):
+        raise ValueError(f"got {len(names)} names for {len(reports)} reports")
+    failures = errors = 0
+    root = ET.Element("testsuite", name=_xml_text(suite))
+    for index, report in enumerate(reports):
+        name = names[index] if names is not None else shlex.join(report.command)
+        case = ET.SubElement(
+            root,
+            "testcase",
+            classname="tiered-run",
+            name=_xml_text(name),
+            time=f"{report.wall_s:.3f}",
+        )
+        if _passed(report):
+            continue
+        if report.outcome in _FAILURES:
+            tag, failures = "failure", failures + 1
+        else:
+            tag, errors = "error", errors + 1
+        detail = ET.SubElement(
+            case,
+            tag,
+            message=_xml_text(f"{report.outcome.value}: {report.message}"),
+            type=report.outcome.value,
+        )
+        detail.text = _xml_text(render_table(report))
+    root.set("tests", str(len(reports)))
+    root.set("failures", str(failures))
+    root.set("errors", str(errors))
+    root.set("time", f"{sum(report.wall_s for report in reports):.3f}")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _passed(report: RunReport) -> bool:
+    return report.outcome is Outcome.EXITED and report.exit_code == 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _xml_text(text: str) -> str:
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _rows(report: RunReport) -> list[tuple[str, str | None]]:
+    """Rows whose value is None are left out: they only matter when something happened."""
+    return [
+        ("outcome", _outcome(report)),
+        ("command", _truncate(shlex.join(report.command), COMMAND_WIDTH)),
+        ("tier", report.tier or "none"),
+        ("backend", _backend(report)),
+        ("kernel-enforced", ", ".join(report.enforced_by_kernel) or None),
+        ("wall time", _of(_duration(report.wall_s), _limit_duration(report, "timeout_s"))),
+        ("CPU time", _cpu_time(report)),
+        ("peak memory", _memory(report)),
+        ("peak tasks", _tasks(report)),
+        ("CPUs allowed", format_cpus(report.cpus) or "unknown"),
+        ("CPUs used", "unknown" if report.cpus_seen is None else _cpu_set(report.cpus_seen)),
+        ("leftovers killed", str(report.leftover_killed)),
+        ("memory-high exceeded", "yes" if report.memory_high_exceeded else None),
+        ("host load peak", _host_load(report)),
+        ("host pressure peak", _pressure(report)),
+        ("protected CPUs busy", _protected(report)),
+        ("log file", report.log),
+    ]
+
+
+def _outcome(report: RunReport) -> str:
+    name = signal_name(report.signal)
+    what = f"{report.outcome.value}, {name}" if name else report.outcome.value
+    return f"{what} (exit code {report.exit_code})"
+
+
+def _backend(report: RunReport) -> str:
+    reason = report.backend_reason
+    return f"{report.backend} ({reason})" if reason else report.backend
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _of(value: str, limit: str | None) -> str:
+    return f"{value} of {limit}" if limit else value
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60:
+        return humanize.precisedelta(timedelta(seconds=seconds), format="%0.2f")
+    return f"{seconds:.2f} s"
+
+
+def _limit_value(report: RunReport, key: str) -> float | None:
+    """A number from `report.limits`, which holds JSON-ish values typed only as object."""
+    value = report.limits.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _limit_duration(report: RunReport, key: str) -> str | None:
+    value = _limit_value(report, key)
+    if value is None:
+        return None
+    return _duration(value) if value >= 60 else f"{value:g} s"
+
+
+def _limit_number(report: RunReport, key: str, unit: str = "") -> str | None:
+    value = _limit_value(report, key)
+    return None if value is None else f"{value:g}{unit}"
+
+
+def _tasks(report: RunReport) -> str:
+    limit = _limit_value(report, "tasks_max")
+    if report.peak_tasks is None:
+        return "unknown" if limit is None else f"unknown (limit {limit:g})"
+    return _of(str(report.peak_tasks), None if limit is None else f"{limit:g}")
+
+
+def format_size(value: float) -> str:
+    """Bytes in binary units, as the kernel and the ceilings count them."""
+    return humanize.naturalsize(value, binary=True)
+
+
+def _cpu_time(report: RunReport) -> str:
+    if report.cpu_s is None:
+        return "unknown"
+    text = _duration(report.cpu_s)
+    if report.wall_s > 0:
+        text += f" (avg {report.cpu_s / report.wall_s:.2f} CPUs busy)"
+    return text
+
+
+def _memory(report: RunReport) -> str:
+    ceiling = _limit_value(report, "memory_bytes")
+    peak = report.peak_memory_bytes
+    if peak is None:
+        return "unknown" if ceiling is None else f"unknown (ceiling {format_size(ceiling)})"
+    text = format_size(peak)
+    if ceiling:
+        text += f" of {format_size(ceiling)} ({peak / ceiling * 100:.0f} %)"
+    if report.peak_memory_source == "sampled":
+        text += " (sampled)"
+    return text
+
+
+def _cpu_set(cpus: tuple[int, ...]) -> str:
+    if not cpus:
+        return "none"
+    return f"{format_cpus(cpus)} ({len(cpus)} CPU{'s' if len(cpus) != 1 else ''})"
+
+
+def _host_load(report: RunReport) -> str | None:
+    host = report.host
+    if host is None:
+        return None
+    peak = _of(f"{host.load1_peak:.2f}", _limit_number(report, "load_max"))
+    return f"{peak} (start {host.load1_start:.2f}, end {host.load1_end:.2f})"
+
+
+def _pressure(report: RunReport) -> str | None:
+    """PSI `some avg10`, a percentage of time tasks on the host were stalled."""
+    host = report.host
+    if host is None or host.pressure_peak is None:
+        return None
+    return _of(f"{host.pressure_peak:.1f} %", _limit_number(report, "pressure_max", " %"))
+
+
+def _protected(report: RunReport) -> str | None:
+    """Busy share of the CPUs the workload must leave alone; HostSummary stores a 0-1 fraction."""
+    host = report.host
+    if host is None or not host.protected_cpus or host.protected_cpu_busy_peak is None:
+        return None
+    busy = host.protected_cpu_busy_peak
+    return f"{busy * 100:.0f} % peak on {format_cpus(host.protected_cpus)}"

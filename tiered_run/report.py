@@ -1,0 +1,130 @@
+"""The one result type of a run, and how its outcome maps to an exit code."""
+
+from __future__ import annotations
+
+import enum
+import signal as signal_module
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+class Outcome(enum.Enum):
+    EXITED = "exited"  # the workload ended by itself with a return code
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    TASKS = "tasks"
+    LOAD = "load"
+    SIGNAL = "signal"  # the workload died of a signal nobody here sent
+    INTERRUPTED = "interrupted"  # tiered-run itself got SIGINT/SIGTERM/SIGHUP
+    ERROR = "error"  # the workload could not be started
+
+
+EXIT_LOAD = 121
+EXIT_MEMORY = 122
+EXIT_TASKS = 123
+EXIT_TIMEOUT = 124
+EXIT_INTERNAL = 125
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+_BREACH_EXIT = {
+    Outcome.TIMEOUT: EXIT_TIMEOUT,
+    Outcome.MEMORY: EXIT_MEMORY,
+    Outcome.TASKS: EXIT_TASKS,
+    Outcome.LOAD: EXIT_LOAD,
+}
+
+
+def exit_code_for(outcome: Outcome, returncode: int | None, signum: int | None) -> int:
+    """The exit code CI branches on: the workload's own where it ended by itself."""
+    if outcome in _BREACH_EXIT:
+        return _BREACH_EXIT[outcome]
+    if outcome is Outcome.EXITED and returncode is not None:
+        return returncode
+    if outcome in (Outcome.SIGNAL, Outcome.INTERRUPTED) and signum:
+        return 128 + signum
+    return EXIT_INTERNAL if returncode is None else returncode
+
+
+def signal_name(signum: int | None) -> str | None:
+    if not signum:
+        return None
+    try:
+        return signal_module.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    t: float
+    memory_bytes: int | None
+    tasks: int | None
+    cpu_s: float | None
+    load1: float
+    pressure: float | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the monitor noticed or did, at `t` seconds into the run."""
+
+    t: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    load1_start: float
+    load1_peak: float
+    load1_end: float
+    pressure_peak: float | None
+    memory_available_min: int
+    protected_cpus: tuple[int, ...] = ()
+    protected_cpu_busy_peak: float | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything a user or a CI job needs to know about one run."""
+
+    run_id: str
+    command: tuple[str, ...]
+    tier: str | None
+    backend: str
+    backend_reason: str
+    outcome: Outcome
+    exit_code: int
+    returncode: int | None
+    signal: int | None
+    message: str
+    started_at: str
+    wall_s: float
+    cpu_s: float | None
+    peak_memory_bytes: int | None
+    peak_memory_source: str | None
+    peak_tasks: int | None
+    cpus: tuple[int, ...]
+    cpus_seen: tuple[int, ...] | None
+    leftover_killed: int
+    limits: dict[str, object]
+    enforced_by_kernel: tuple[str, ...]
+    memory_high_exceeded: bool
+    host: HostSummary | None
+    log: str | None
+    events: tuple[Event, ...] = ()
+    timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["command"] = list(self.command)
+        data["cpus"] = list(self.cpus)
+        data["cpus_seen"] = None if self.cpus_seen is None else list(self.cpus_seen)
+        data["signal_name"] = signal_name(self.signal)
+        data["enforced_by_kernel"] = list(self.enforced_by_kernel)
+        if self.host is not None:
+            data["host"]["protected_cpus"] = list(self.host.protected_cpus)
+        return {"schema_version": SCHEMA_VERSION, **data}

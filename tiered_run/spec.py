@@ -1,0 +1,73 @@
+"""Records describing what to run and under which ceilings."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class OnLoad(enum.Enum):
+    """What a breach of the host load ceiling does to the run."""
+
+    WARN = "warn"
+    PAUSE = "pause"
+    KILL = "kill"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings for one run's whole process tree; None means no ceiling."""
+
+    cpus: tuple[int, ...]
+    timeout: float | None = None
+    kill_after: float = 2.0
+    memory: int | None = None
+    memory_high: int | None = None
+    tasks_max: int | None = None
+    load_max: float | None = None
+    pressure_max: float | None = None
+    on_load: OnLoad = OnLoad.WARN
+    nice: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "cpus": list(self.cpus),
+            "timeout_s": self.timeout,
+            "kill_after_s": self.kill_after,
+            "memory_bytes": self.memory,
+            "memory_high_bytes": self.memory_high,
+            "tasks_max": self.tasks_max,
+            "load_max": self.load_max,
+            "pressure_max": self.pressure_max,
+            "on_load": self.on_load.value,
+            "nice": self.nice,
+        }
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """An account to run the workload as, resolved like `su - NAME` would."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one guarded run needs, validated before anything starts."""
+
+    command: tuple[str, ...]
+    limits: Limits
+    tier: str | None = None
+    user: UserSpec | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    backend: str = "auto"
+    interval: float = 0.2
+    log: Path | None = None
+    protected_cpus: tuple[int, ...] = ()

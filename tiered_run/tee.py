@@ -1,0 +1,90 @@
+"""Copies the workload's stdout and stderr to ours and to a log file, byte for byte.
+
+Only used with --log; without it the workload writes to our descriptors directly. The
+pipes are drained until EOF, which arrives once the whole tree is gone, so the log is
+complete up to the moment of a kill. A process that escaped the kill and still holds a
+pipe cannot keep tiered-run waiting: `close` stops after a bounded drain.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import selectors
+import threading
+import time
+from pathlib import Path
+
+_CHUNK = 1 << 20
+_PIPE_SIZE = 1 << 20
+
+
+class Tee:
+    def __init__(self, log_path: Path) -> None:
+        self._log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._pipes: dict[int, int] = {}  # read end -> our descriptor to copy to
+        self.child_fds: list[int] = []
+        for target in (1, 2):
+            read_end, write_end = os.pipe()
+            try:
+                fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            except OSError:
+                pass  # a smaller pipe only costs more wake-ups
+            self._pipes[read_end] = target
+            self.child_fds.append(write_end)
+        self._stop = threading.Event()
+        self._give_up = 0.0
+        self._thread = threading.Thread(target=self._pump, name="tiered-run-tee", daemon=True)
+        self._broken: set[int] = set()
+
+    def start(self) -> None:
+        """Call after the child holds the write ends: closing ours makes EOF possible."""
+        for fd in self.child_fds:
+            os.close(fd)
+        self.child_fds = []
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for read_end in self._pipes:
+                selector.register(read_end, selectors.EVENT_READ)
+            open_ends = set(self._pipes)
+            while open_ends:
+                ready = selector.select(timeout=0.1)
+                if self._stop.is_set() and (not ready or time.monotonic() > self._give_up):
+                    break
+                for key, _ in ready:
+                    data = os.read(key.fd, _CHUNK)
+                    if not data:
+                        selector.unregister(key.fd)
+                        open_ends.discard(key.fd)
+                        continue
+                    self._copy(self._pipes[key.fd], data)
+
+    def _copy(self, target: int, data: bytes) -> None:
+        _write_all(self._log, data)
+        if target in self._broken:
+            return
+        try:
+            _write_all(target, data)
+        except OSError:
+            self._broken.add(target)  # our own stdout went away: keep logging
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Wait for EOF on both pipes, or stop after `drain_s` of silence from a straggler."""
+        if self._thread.is_alive():
+            self._thread.join(drain_s)
+            self._give_up = time.monotonic() + drain_s
+            self._stop.set()
+            self._thread.join()
+        for fd in [*self._pipes, *self.child_fds]:
+            os.close(fd)
+        self._pipes = {}
+        self.child_fds = []
+        os.close(self._log)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
