@@ -343,10 +343,14 @@ class TestKernel:
             "import subprocess, time\nsubprocess.Popen(['setsid', 'sleep', '40'])\ntime.sleep(40)\n"
         )
         parent = self.spawn(backend, procs, [sys.executable, "-c", script])
-        assert wait_until(lambda: len(backend.pids()) >= 2)
-        grandchildren = [pid for pid in backend.pids() if pid != parent.pid]
-        assert grandchildren  # in a session of their own: unreachable by process group
-        assert all(os.getsid(pid) != os.getsid(parent.pid) for pid in grandchildren)
+        parent_sid = os.getsid(parent.pid)
+
+        def escaped() -> list[int]:
+            """Members in a session of their own: unreachable by process group."""
+            return [p for p in backend.pids() if p != parent.pid and os.getsid(p) != parent_sid]
+
+        assert wait_until(lambda: bool(escaped()))
+        grandchildren = escaped()
         backend.kill(signal.SIGKILL)
         assert backend.pids() == []
         assert parent.wait(timeout=5) == -signal.SIGKILL

@@ -50,6 +50,8 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
         if not explicit.is_file():
             raise UsageError(f"config file {explicit} does not exist; check the --config path")
         return parse_config(_read_toml(explicit), machine, str(explicit))
+    if (env := os.environ.get("TIERED_RUN_CONFIG")) and not Path(env).is_file():
+        raise UsageError(f"TIERED_RUN_CONFIG={env} does not exist; fix or unset it")
     for path, in_pyproject in candidate_paths(Path.cwd(), Path.home()):
         if not path.is_file():
             continue
@@ -80,7 +82,10 @@ def parse_config(data: dict, machine: Machine, source: str) -> Config:
             f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: default_tier, [tiers.NAME]"
         )
     tiers = default_tiers(machine)
-    for name, table in data.get("tiers", {}).items():
+    tables = data.get("tiers", {})
+    if not isinstance(tables, dict):
+        raise UsageError(f'{source}: tiers must be tables, e.g. [tiers.batch] with cpus = "1-3"')
+    for name, table in tables.items():
         if not isinstance(table, dict):
             raise UsageError(f"{source}: tiers.{name} must be a table ([tiers.{name}])")
         tiers[name] = parse_tier(name, table, f"{source}: tiers.{name}")
@@ -92,17 +97,28 @@ def parse_config(data: dict, machine: Machine, source: str) -> Config:
     return Config(tiers, default, source)
 
 
+def _typed(kind: type, example: str) -> Callable[[object], object]:
+    """TOML values are typed: take them as they are, never coerce ("false" is not False)."""
+
+    def check(value: object) -> object:
+        if type(value) is not kind:
+            raise ValueError(f"expected {kind.__name__}, e.g. {example}; got {value!r}")
+        return value
+
+    return check
+
+
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "cpus": parse_cpus,
     "memory": parse_size,
     "memory_high": parse_size,
-    "tasks_max": int,
+    "tasks_max": _typed(int, "4096"),
     "timeout": parse_duration,
     "kill_after": parse_duration,
-    "nice": int,
-    "user": str,
-    "protected": bool,
-    "description": str,
+    "nice": _typed(int, "5"),
+    "user": _typed(str, '"builder"'),
+    "protected": _typed(bool, "true"),
+    "description": _typed(str, '"heavy workloads"'),
 }
 
 
@@ -124,6 +140,8 @@ def parse_tier(name: str, table: dict, where: str) -> Tier:
 def convert_value(key: str, raw: object) -> object:
     if isinstance(raw, bool) and key != "protected":
         raise ValueError(f"expected a value, got {raw}")
+    if key == "cpus" and isinstance(raw, list):
+        raw = ",".join(str(cpu) for cpu in raw)
     value = _CONVERTERS[key](raw)
     if key == "timeout" and value == 0:
         return None

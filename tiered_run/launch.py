@@ -8,6 +8,7 @@ workload runs unconstrained. The hook runs before any thread of tiered-run exist
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import resource
 import signal
@@ -75,19 +76,28 @@ def spawn(spec: RunSpec, backend: Backend, output_fds: list[int] | None) -> Chil
         )
     except FileNotFoundError as err:
         raise SpawnError(f"command not found: {spec.command[0]}", EXIT_NOT_FOUND) from err
-    except PermissionError as err:
-        raise SpawnError(f"command not executable: {spec.command[0]}", EXIT_NOT_EXECUTABLE) from err
-    except (OSError, subprocess.SubprocessError) as err:
-        os.set_blocking(error_read, False)
-        try:
-            detail = os.read(error_read, 4096).decode(errors="replace")
-        except BlockingIOError:
-            detail = ""
-        raise SpawnError(f"could not start the workload: {detail or err}", EXIT_INTERNAL) from err
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
+            raise _spawn_failed(err, error_read) from err
+        raise SpawnError(
+            f"command not executable: {spec.command[0]} ({err.strerror})", EXIT_NOT_EXECUTABLE
+        ) from err
+    except subprocess.SubprocessError as err:
+        raise _spawn_failed(err, error_read) from err
     finally:
         os.close(error_read)
         os.close(error_write)
     return Child(popen)
+
+
+def _spawn_failed(err: Exception, error_read: int) -> SpawnError:
+    """What went wrong before exec, as the child reported it through the error pipe."""
+    os.set_blocking(error_read, False)
+    try:
+        detail = os.read(error_read, 4096).decode(errors="replace")
+    except BlockingIOError:
+        detail = ""
+    return SpawnError(f"could not start the workload: {detail or err}", EXIT_INTERNAL)
 
 
 def _become(user: UserSpec) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -32,7 +33,7 @@ def parse_size(text: str | int) -> int:
     """
     if isinstance(text, int) and not isinstance(text, bool):
         if text <= 0:
-            raise ValueError(f"size must be positive, got {text}")
+            raise ValueError(f"size must be positive, got {text}: use e.g. 300M, 2G, 512MiB")
         return text
     match = _SIZE_RE.match(str(text))
     unit = match.group(2).lower() if match else None
@@ -40,16 +41,14 @@ def parse_size(text: str | int) -> int:
         raise ValueError(f"malformed size {text!r}: use bytes or a unit, e.g. 300M, 2G, 512MiB")
     value = int(float(match.group(1)) * _SIZE_UNITS[unit])
     if value <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
+        raise ValueError(f"size must be positive, got {text!r}: use e.g. 300M, 2G, 512MiB")
     return value
 
 
 def parse_duration(text: str | float | int) -> float:
     """Seconds from `8`, `8s`, `1.5s`, `250ms`, `2m`, `1h30m`."""
     if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"duration must not be negative, got {text}")
-        return float(text)
+        return _finite_seconds(float(text), text)
     raw = str(text).strip().lower()
     try:
         value = float(raw)
@@ -60,8 +59,14 @@ def parse_duration(text: str | float | int) -> float:
                 f"malformed duration {text!r}: use seconds or units, e.g. 8, 1.5s, 250ms, 2m, 1h30m"
             ) from None
         return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return _finite_seconds(value, text)
+
+
+def _finite_seconds(value: float, text: object) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"duration must be a finite number of seconds, got {text!r}; 0 = none")
     if value < 0:
-        raise ValueError(f"duration must not be negative, got {text!r}")
+        raise ValueError(f"duration must not be negative, got {text!r}; 0 = none")
     return value
 
 

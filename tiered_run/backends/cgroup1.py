@@ -91,7 +91,8 @@ class Cgroup1Backend(Backend):
 
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id
-        groups = {c: CgroupDir(p / name) for c, p in self._parents.items()}
+        # Ordered as CONTROLLERS: attach() joins cpuset first.
+        groups = {c: CgroupDir(self._parents[c] / name) for c in CONTROLLERS}
         if self._unified_parent is not None:
             groups["unified"] = CgroupDir(self._unified_parent / name)
         for key, group in groups.items():

@@ -1,0 +1,302 @@
+"""The monitor's building blocks: host samples from /proc, the timeline, peaks, tree kill."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tiered_run.backends.base import Backend, Usage
+from tiered_run.machine import HostReader, HostState, parse_psi_avg10, read_cpu_busy
+from tiered_run.monitor import TIMELINE_POINTS, Peaks, Timeline, terminate_tree
+from tiered_run.report import TimelinePoint
+from tiered_run.spec import Limits
+
+GiB = 1024**3
+
+PSI_CPU = "some avg10=12.50 avg60=3.00 avg300=1.00 total=123456\n"
+PSI_MEMORY = (
+    "some avg10=40.25 avg60=2.00 avg300=0.50 total=99\n"
+    "full avg10=30.00 avg60=1.00 avg300=0.10 total=88\n"
+)
+MEMINFO = "MemTotal:       16384000 kB\nMemFree:         100000 kB\nMemAvailable:    2048000 kB\n"
+
+
+def fake_proc(root: Path, *, loadavg: str = "3.25 2.00 1.00 2/345 6789\n", psi=None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loadavg").write_text(loadavg)
+    (root / "meminfo").write_text(MEMINFO)
+    if psi is not None:
+        (root / "pressure").mkdir()
+        for name, text in psi.items():
+            (root / "pressure" / name).write_text(text)
+    return root
+
+
+# -- host samples from a fake /proc -----------------------------------------------------
+
+
+def test_host_reader_reads_load_available_memory_and_pressure(tmp_path):
+    proc = fake_proc(tmp_path / "proc", psi={"cpu": PSI_CPU, "memory": PSI_MEMORY})
+    reader = HostReader(proc)
+    assert reader.has_pressure
+    state = reader.read()
+    assert state.load1 == 3.25
+    assert state.memory_available == 2048000 * 1024
+    assert state.pressure == {"cpu": 12.5, "memory": 40.25}
+    assert state.pressure_max == 40.25
+
+
+def test_host_reader_without_pressure_files(tmp_path):
+    reader = HostReader(fake_proc(tmp_path / "proc"))
+    assert not reader.has_pressure
+    state = reader.read()
+    assert state.pressure == {}
+    assert state.pressure_max is None
+
+
+def test_host_reader_follows_changes_between_samples(tmp_path):
+    proc = fake_proc(tmp_path / "proc", psi={"cpu": PSI_CPU})
+    reader = HostReader(proc)
+    assert reader.read().load1 == 3.25
+    (proc / "loadavg").write_text("9.50 2.00 1.00 2/345 6789\n")
+    (proc / "pressure" / "cpu").write_text(PSI_CPU.replace("12.50", "77.00"))
+    state = reader.read()
+    assert state.load1 == 9.5
+    assert state.pressure == {"cpu": 77.0}
+
+
+def test_host_reader_skips_an_unreadable_pressure_file(tmp_path):
+    proc = fake_proc(tmp_path / "proc", psi={"cpu": PSI_CPU})
+    (proc / "pressure" / "io").mkdir()  # exists but cannot be read as a file
+    state = HostReader(proc).read()
+    assert state.pressure == {"cpu": 12.5}
+
+
+def test_psi_avg10_is_taken_from_its_field():
+    assert parse_psi_avg10("some avg10=0.00 avg60=0.00 avg300=0.00 total=0") == 0.0
+    assert parse_psi_avg10("some avg60=5.00 avg10=1.23 total=0") == 1.23
+    with pytest.raises(ValueError, match="no avg10"):
+        parse_psi_avg10("some avg60=5.00 total=0")
+
+
+def test_cpu_busy_per_cpu_from_proc_stat(tmp_path):
+    (tmp_path / "stat").write_text(
+        "cpu  400 0 200 3000 100 0 0 0 0 0\n"
+        "cpu0 100 10 50 800 40 0 0 0 0 0\n"
+        "cpu1 300 0 150 2200 60 5 5 0 0 0\n"
+        "cpu3 1 2 3 4 5 6 7 8 0 0\n"
+        "intr 12345 0 0\n"
+        "ctxt 999\n"
+        "cpu9 1000 0 0 0 0 0 0 0 0 0\n"
+    )
+    busy = read_cpu_busy(tmp_path)
+    # busy = everything but idle and iowait; total = the first eight fields
+    assert busy == {
+        0: (160, 1000),
+        1: (460, 2720),
+        3: (1 + 2 + 3 + 6 + 7 + 8, 36),
+    }
+
+
+# -- timeline ---------------------------------------------------------------------------
+
+
+def point(t: float) -> TimelinePoint:
+    return TimelinePoint(t, None, None, None, 0.0, None)
+
+
+def test_short_timeline_keeps_every_point():
+    timeline = Timeline()
+    for i in range(100):
+        timeline.add(point(i))
+    assert [p.t for p in timeline.points] == list(range(100))
+
+
+def test_long_timeline_is_bounded_and_evenly_thinned():
+    timeline = Timeline()
+    total = 10_000
+    for i in range(total):
+        timeline.add(point(i))
+        assert len(timeline.points) <= TIMELINE_POINTS
+    times = [p.t for p in timeline.points]
+    assert times[0] == 0
+    gaps = {b - a for a, b in itertools.pairwise(times)}
+    assert len(gaps) == 1, f"uneven spacing: {sorted(gaps)}"
+    stride = gaps.pop()
+    assert stride > 1 and stride & (stride - 1) == 0  # a power of two
+    assert len(times) >= TIMELINE_POINTS // 4
+    # the thinned timeline still covers the whole run
+    assert times[-1] >= total - 2 * stride
+
+
+# -- peaks ------------------------------------------------------------------------------
+
+
+def test_peaks_take_the_max_of_samples_and_kernel_peaks():
+    peaks = Peaks()
+    peaks.add_usage(Usage(memory=100, memory_peak=150, tasks=3, tasks_peak=5, cpu_s=1.0))
+    peaks.add_usage(Usage(memory=120, memory_peak=None, tasks=4, tasks_peak=None, cpu_s=2.5))
+    peaks.add_usage(Usage(memory=90, memory_peak=400, tasks=2, tasks_peak=None, cpu_s=2.0))
+    assert peaks.memory == 400
+    assert peaks.tasks == 5
+    assert peaks.cpu_s == 2.5
+
+
+def test_peaks_ignore_unmeasured_values():
+    peaks = Peaks()
+    peaks.add_usage(Usage())
+    assert peaks.memory is None and peaks.tasks is None and peaks.cpu_s is None
+    peaks.add_usage(Usage(memory=10, tasks=1))
+    peaks.add_usage(Usage())
+    assert peaks.memory == 10
+    assert peaks.tasks == 1
+
+
+def test_peaks_union_of_cpus_seen_and_whether_they_are_known():
+    peaks = Peaks()
+    peaks.add_usage(Usage())
+    assert not peaks.cpus_known
+    peaks.add_usage(Usage(cpus_used=frozenset({4, 5})))
+    peaks.add_usage(Usage(cpus_used=frozenset({5, 7})))
+    assert peaks.cpus_known
+    assert peaks.cpus_seen == {4, 5, 7}
+
+
+def test_peaks_of_the_host():
+    peaks = Peaks()
+    peaks.add_host(HostState(load1=2.0, memory_available=3 * GiB, pressure={}))
+    assert peaks.pressure is None
+    peaks.add_host(HostState(load1=5.0, memory_available=1 * GiB, pressure={"cpu": 30.0}))
+    peaks.add_host(HostState(load1=1.0, memory_available=2 * GiB, pressure={"io": 10.0}))
+    assert peaks.load1 == 5.0
+    assert peaks.pressure == 30.0
+    assert peaks.memory_available_min == 1 * GiB
+
+
+# -- terminate_tree over real processes ------------------------------------------------
+
+IGNORE_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(30)"
+)
+
+
+class ProcessListBackend(Backend):
+    """A run made of processes this test started; pids() reaps the ones that died."""
+
+    name = "process-list"
+
+    def __init__(self, procs: list[subprocess.Popen]) -> None:
+        self.procs = procs
+        self.signals: list[int] = []
+
+    @classmethod
+    def unusable_reason(cls) -> str | None:
+        return None
+
+    def create(self, run_id: str, limits: Limits) -> None:
+        pass
+
+    def attach(self) -> None:
+        pass
+
+    def started(self, pid: int) -> None:
+        pass
+
+    def sample(self) -> Usage:
+        return Usage(tasks=len(self.pids()))
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs if proc.poll() is None]
+
+    def kill(self, sig: int) -> None:
+        self.signals.append(sig)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+
+    def freeze(self, frozen: bool) -> None:
+        self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def remove(self) -> None:
+        pass
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def start_sleepers(procs: list[subprocess.Popen], count: int) -> None:
+    for _ in range(count):
+        procs.append(subprocess.Popen(["sleep", "30"]))
+
+
+def start_term_ignorer(procs: list[subprocess.Popen]) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", IGNORE_TERM], stdout=subprocess.PIPE, text=True)
+    procs.append(proc)
+    assert proc.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
+    return proc
+
+
+def wait_all_dead(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.wait(timeout=2)
+
+
+def test_terminate_tree_sigkills_what_ignores_sigterm(procs):
+    start_sleepers(procs, 2)
+    ignorer = start_term_ignorer(procs)
+    backend = ProcessListBackend(procs)
+    started = time.monotonic()
+    killed = terminate_tree(backend, grace=0.3)
+    took = time.monotonic() - started
+    assert killed == 1
+    assert backend.signals == [signal.SIGTERM, signal.SIGKILL]
+    assert 0.25 <= took < 1.5
+    wait_all_dead(procs)
+    assert ignorer.returncode == -signal.SIGKILL
+    assert [p.returncode for p in procs[:2]] == [-signal.SIGTERM, -signal.SIGTERM]
+
+
+def test_terminate_tree_stops_early_when_all_exit_on_sigterm(procs):
+    start_sleepers(procs, 3)
+    backend = ProcessListBackend(procs)
+    started = time.monotonic()
+    killed = terminate_tree(backend, grace=5.0)
+    assert killed == 0
+    assert time.monotonic() - started < 1.0
+    assert backend.signals == [signal.SIGTERM]
+    wait_all_dead(procs)
+    assert all(p.returncode == -signal.SIGTERM for p in procs)
+
+
+def test_terminate_tree_hurried_skips_the_grace_period(procs):
+    start_sleepers(procs, 1)
+    ignorer = start_term_ignorer(procs)
+    backend = ProcessListBackend(procs)
+    hurry = threading.Event()
+    hurry.set()
+    started = time.monotonic()
+    killed = terminate_tree(backend, grace=10.0, hurry=hurry)
+    assert time.monotonic() - started < 1.0
+    assert killed >= 1
+    assert backend.signals[-1] == signal.SIGKILL
+    wait_all_dead(procs)
+    assert ignorer.returncode == -signal.SIGKILL
