@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pwd
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -347,3 +345,16 @@ def _wait_for(predicate, within: float = 10) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"condition not met within {within} s"
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_orphan_holding_the_output_does_not_keep_tiered_run_waiting(backend, tmp_path):
+    pid_file, log = tmp_path / "daemon.pid", tmp_path / "run.log"
+    code = DAEMON + "\nprint('main done', flush=True)"
+    result = run_cli(
+        "--backend", backend, "--log", str(log), "--kill-after", "0.5", "--",
+        PY, "-c", code, str(pid_file), tmp_path=tmp_path, timeout=30,
+    )
+    assert result.returncode == 0
+    assert gone(int(pid_file.read_text()))
+    assert log.read_bytes() == result.stdout == b"main done\n"

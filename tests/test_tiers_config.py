@@ -586,8 +586,8 @@ def test_plan_with_user_sets_their_login_environment(monkeypatch):
     assert spec.env["USER"] == spec.env["LOGNAME"] == "root"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="needs a non-root user")
-def test_plan_with_user_needs_root():
+def test_plan_with_user_needs_root(monkeypatch):
+    monkeypatch.setattr("tiered_run.identity.os.geteuid", lambda: 1000)
     host = machine(4)
     with pytest.raises(UsageError, match="needs root"):
         plan_run(("true",), RunOptions(user="root"), built_in(host), host)

@@ -28,6 +28,7 @@ from tiered_run.backends.cgroupfs import (
     stale_dirs,
     system_mounts,
 )
+from tiered_run.backends.proctree import measure
 from tiered_run.errors import BackendError
 from tiered_run.spec import Limits
 from tiered_run.units import format_cpus
@@ -71,20 +72,14 @@ def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
         raise
 
 
-def _walk(pids: list[int]) -> tuple[int, int]:
-    """(summed RSS, summed threads) of the member processes, for hierarchies without
-    memory/pids controllers; processes exiting meanwhile are skipped."""
-    rss = threads = 0
+def _processes(pids: list[int]) -> list[psutil.Process]:
+    procs = []
     for pid in pids:
         try:
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                proc_rss, proc_threads = proc.memory_info().rss, proc.num_threads()
+            procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:
             continue
-        rss += proc_rss
-        threads += proc_threads
-    return rss, threads
+    return procs
 
 
 def _enable(parent: CgroupDir, names: list[str]) -> None:
@@ -258,11 +253,11 @@ class Cgroup2Backend(Backend):
             tasks_peak = _int(run, "pids.peak")
             tasks_refused = _keyed(run, "pids.events").get("max", 0)
         if not {"memory", "pids"} <= controllers:
-            rss, threads = _walk(run.procs())
+            totals = measure(_processes(run.procs()))
             if "memory" not in controllers:
-                memory = rss
+                memory = totals.rss
             if "pids" not in controllers:
-                tasks = threads
+                tasks = totals.threads
         usage_usec = _keyed(run, "cpu.stat").get("usage_usec")
         return Usage(
             memory=memory,

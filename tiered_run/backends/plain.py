@@ -15,6 +15,7 @@ import signal
 import psutil
 
 from tiered_run.backends.base import Backend, Usage
+from tiered_run.backends.proctree import measure
 from tiered_run.spec import Limits
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -62,20 +63,13 @@ class PlainBackend(Backend):
         return procs
 
     def sample(self) -> Usage:
-        memory = tasks = 0
-        cpu = 0.0
-        cpus = set()
-        for proc in self._tree():
-            try:
-                with proc.oneshot():
-                    memory += proc.memory_info().rss
-                    tasks += proc.num_threads()
-                    times = proc.cpu_times()
-                    cpu += times.user + times.system
-                    cpus.add(proc.cpu_num())
-            except psutil.NoSuchProcess:
-                continue
-        return Usage(memory=memory or None, tasks=tasks, cpu_s=cpu, cpus_used=frozenset(cpus))
+        totals = measure(self._tree())
+        return Usage(
+            memory=totals.rss or None,
+            tasks=totals.threads,
+            cpu_s=totals.cpu_s,
+            cpus_used=totals.cpus,
+        )
 
     def pids(self) -> list[int]:
         return [proc.pid for proc in self._tree()]
