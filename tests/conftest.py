@@ -13,16 +13,34 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tiered_run.backends import Cgroup1Backend, Cgroup2Backend
+from tiered_run.backends import Cgroup1Backend, Cgroup2Backend, SystemdBackend, select_backend
+from tiered_run.backends.cgroupfs import is_stale
 
 IS_ROOT = os.geteuid() == 0
+HAS_SYSTEMD = SystemdBackend.unusable_reason() is None
+# Under systemd our own cgroup holds other processes; cgroup2 then needs what a user would
+# give it: a delegated scope of its own.
+DELEGATED = ["systemd-run", "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--"]
+
+
+def _cgroup2_problem() -> str | None:
+    if not HAS_SYSTEMD:
+        return Cgroup2Backend.unusable_reason()
+    probe = "from tiered_run.backends import Cgroup2Backend as B; print(B.unusable_reason() or '')"
+    out = subprocess.run([*DELEGATED, sys.executable, "-c", probe], capture_output=True, text=True)
+    return out.stdout.strip() or (out.stderr.strip() if out.returncode else None)
+
+
 BACKEND_PROBLEMS = {
+    "systemd": SystemdBackend.unusable_reason(),
     "cgroup1": Cgroup1Backend.unusable_reason(),
-    "cgroup2": Cgroup2Backend.unusable_reason(),
+    "cgroup2": _cgroup2_problem(),
     "plain": None,
 }
-HAS_CPUSET = BACKEND_PROBLEMS["cgroup1"] is None or (
-    BACKEND_PROBLEMS["cgroup2"] is None and not Cgroup2Backend.missing_controllers()
+HAS_CPUSET = (
+    HAS_SYSTEMD
+    or BACKEND_PROBLEMS["cgroup1"] is None
+    or (BACKEND_PROBLEMS["cgroup2"] is None and not Cgroup2Backend.missing_controllers())
 )
 ONLINE_CPUS = sorted(os.sched_getaffinity(0))
 
@@ -41,15 +59,25 @@ def backend_params(*names: str) -> list:
     ]
 
 
-ALL_BACKENDS = backend_params("cgroup1", "cgroup2", "plain")
+AUTO_BACKEND = select_backend()[0].name
+ALL_BACKENDS = backend_params("systemd", "cgroup1", "cgroup2", "plain")
+
+
+def guard_argv(*args: str) -> list[str]:
+    """`python -m tiered_run ARGS`, in a delegated scope where cgroup2 needs one."""
+    argv = [sys.executable, "-m", "tiered_run", *args]
+    if HAS_SYSTEMD and "--backend" in args and args[args.index("--backend") + 1] == "cgroup2":
+        return [*DELEGATED, *argv]
+    return argv
 
 
 def leaked_cgroups() -> list[str]:
+    """Run cgroups whose tiered-run is gone; live runs of other programs are not leaks."""
     return [
         str(p)
         for root, dirs, _ in os.walk("/sys/fs/cgroup")
         for p in (Path(root) / d for d in dirs)
-        if p.name.startswith("tiered-run-")
+        if is_stale(p.name)
     ]
 
 
@@ -65,7 +93,7 @@ def run_cli(*args: str, tmp_path: Path, timeout: float = 90) -> Result:
     """`tiered-run run --report FILE ARGS...`; returns its exit code, output and report."""
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "tiered_run", "run", "--report", str(report), *args],
+        guard_argv("run", "--report", str(report), *args),
         capture_output=True,
         timeout=timeout,
         cwd=tmp_path,

@@ -132,18 +132,47 @@ def test_no_controllers_degrades_to_process_walk(fake: Path) -> None:
     assert usage.memory_peak is None and usage.cpu_s is None
 
 
-def test_busy_parent_is_a_clear_error(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _busy_until_empty(monkeypatch: pytest.MonkeyPatch, fake: Path) -> None:
+    """subtree_control refuses (EBUSY) while the fake parent lists any process."""
     real_write = CgroupDir.write
 
     def write(self: CgroupDir, name: str, value: object) -> None:
-        if name == "cgroup.subtree_control":
+        if name == "cgroup.subtree_control" and (fake / "cgroup.procs").read_text().split():
             raise BackendError("write failed") from OSError(errno.EBUSY, "busy")
         real_write(self, name, value)
 
     monkeypatch.setattr(CgroupDir, "write", write)
-    with pytest.raises(BackendError, match="holds processes itself"):
+
+
+def test_parent_shared_with_other_processes_is_a_clear_error(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (fake / "cgroup.procs").write_text(f"{os.getpid()}\n4242\n")
+    _busy_until_empty(monkeypatch, fake)
+    with pytest.raises(BackendError, match=r"also holds processes 4242.*Delegate=yes"):
         fake_backend(fake).create("1-a", FULL)
     assert not (fake / "tiered-run-1-a").exists()
+
+
+def test_alone_in_the_parent_tiered_run_moves_itself_into_a_leaf(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (fake / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    leaf = fake / f"tiered-run-{os.getpid()}-self"
+    leaf.mkdir()
+    (leaf / "cgroup.procs").write_text("")
+    real_attach = CgroupDir.attach_self
+
+    def attach_self(self: CgroupDir) -> None:  # the kernel moves us out of the parent
+        real_attach(self)
+        (fake / "cgroup.procs").write_text("")
+
+    monkeypatch.setattr(CgroupDir, "attach_self", attach_self)
+    _busy_until_empty(monkeypatch, fake)
+    fake_backend(fake).create("1-a", FULL)
+    assert (leaf / "cgroup.procs").read_text() == "0"
+    assert (fake / "cgroup.subtree_control").read_text() == "+cpuset +memory +pids +cpu"
+    assert (fake / "tiered-run-1-a" / "memory.max").exists()
 
 
 def test_refused_cpu_controller_is_dropped(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:

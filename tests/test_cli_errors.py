@@ -39,6 +39,9 @@ BAD = {
     "soft above hard": (["--memory", "1G", "--memory-high", "2G"], "soft ceiling", "--memory"),
     "bad env": (["--env", "NOEQUALS"], "KEY=VALUE", "--env"),
     "missing config": (["--config", "/nonexistent/x.toml"], "does not exist", "--config"),
+    "report dir missing": (["--report", "/nonexistent/r.json"], "does not exist", "--report"),
+    "junit dir missing": (["--junit", "/nonexistent/j.xml"], "does not exist", "--junit"),
+    "log dir missing": (["--log", "/nonexistent/run.log"], "does not exist", "--log"),
 }
 
 

@@ -13,12 +13,13 @@ import time
 import pytest
 from conftest import (
     ALL_BACKENDS,
-    BACKEND_PROBLEMS,
+    AUTO_BACKEND,
     HAS_CPUSET,
     IS_ROOT,
     ONLINE_CPUS,
     backend_params,
     gone,
+    guard_argv,
     leaked_cgroups,
     python_cmd,
     run_cli,
@@ -213,15 +214,12 @@ def test_log_is_complete_up_to_a_kill(tmp_path):
     assert result.stdout.startswith(b"0\n1\n")
 
 
-@pytest.mark.parametrize("backend", backend_params("cgroup1", "plain"))
+@pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "plain"))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_path, spawned):
     pid_file, report = tmp_path / "daemon.pid", tmp_path / "report.json"
     proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "tiered_run",
+        guard_argv(
             "--backend",
             backend,
             "--report",
@@ -233,7 +231,7 @@ def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_pat
             "-c",
             DAEMON + "\ntime.sleep(40)",
             str(pid_file),
-        ],
+        ),
         cwd=tmp_path,
     )
     spawned.append(proc)
@@ -247,7 +245,7 @@ def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_pat
     assert not [p for p in leaked_cgroups() if data["run_id"] in p]
 
 
-@pytest.mark.skipif(BACKEND_PROBLEMS["cgroup1"] is not None, reason="needs a cgroup backend")
+@pytest.mark.skipif(AUTO_BACKEND == "plain", reason="needs a cgroup backend")
 def test_sigkill_of_tiered_run_still_ends_the_tree_and_cleans_up(tmp_path, spawned):
     pid_file = tmp_path / "daemon.pid"
     proc = subprocess.Popen(
@@ -352,8 +350,19 @@ def test_orphan_holding_the_output_does_not_keep_tiered_run_waiting(backend, tmp
     pid_file, log = tmp_path / "daemon.pid", tmp_path / "run.log"
     code = DAEMON + "\nprint('main done', flush=True)"
     result = run_cli(
-        "--backend", backend, "--log", str(log), "--kill-after", "0.5", "--",
-        PY, "-c", code, str(pid_file), tmp_path=tmp_path, timeout=30,
+        "--backend",
+        backend,
+        "--log",
+        str(log),
+        "--kill-after",
+        "0.5",
+        "--",
+        PY,
+        "-c",
+        code,
+        str(pid_file),
+        tmp_path=tmp_path,
+        timeout=30,
     )
     assert result.returncode == 0
     assert gone(int(pid_file.read_text()))

@@ -108,6 +108,13 @@ def _typed(kind: type, example: str) -> Callable[[object], object]:
     return check
 
 
+def _weight(value: object) -> int:
+    """systemd's CPUWeight=/IOWeight= range."""
+    if type(value) is not int or not 1 <= value <= 10000:
+        raise ValueError(f"expected a whole number from 1 to 10000, e.g. 100; got {value!r}")
+    return value
+
+
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "cpus": parse_cpus,
     "memory": parse_size,
@@ -116,6 +123,8 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "timeout": parse_duration,
     "kill_after": parse_duration,
     "nice": _typed(int, "5"),
+    "cpu_weight": _weight,
+    "io_weight": _weight,
     "user": _typed(str, '"builder"'),
     "protected": _typed(bool, "true"),
     "description": _typed(str, '"heavy workloads"'),

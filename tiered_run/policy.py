@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from tiered_run.backends.base import Capability, Usage
 from tiered_run.machine import HostState
-from tiered_run.render import format_size as _size
 from tiered_run.report import Outcome
 from tiered_run.spec import Limits, OnLoad
+from tiered_run.units import format_size
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def find_breach(
     if limits.timeout is not None and elapsed is not None and elapsed >= limits.timeout:
         return Breach(Outcome.TIMEOUT, f"still running at its {limits.timeout:g} s timeout")
     if usage.oom_kills:
-        ceiling = f" at the {_size(limits.memory)} ceiling" if limits.memory else ""
+        ceiling = f" at the {format_size(limits.memory)} ceiling" if limits.memory else ""
         return Breach(
             Outcome.MEMORY, f"the kernel OOM-killed {usage.oom_kills} process(es){ceiling}"
         )
@@ -41,7 +41,7 @@ def find_breach(
     ):
         return Breach(
             Outcome.MEMORY,
-            f"used {_size(usage.memory)}, above its {_size(limits.memory)} ceiling",
+            f"used {format_size(usage.memory)}, above its {format_size(limits.memory)} ceiling",
         )
     if limits.tasks_max is not None:
         if usage.tasks_refused:

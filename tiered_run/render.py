@@ -10,12 +10,16 @@ import re
 import shlex
 import xml.etree.ElementTree as ET
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import humanize
-from tabulate import tabulate
 
 from tiered_run.report import Outcome, RunReport, signal_name
-from tiered_run.units import format_cpus
+from tiered_run.units import format_cpus, format_size
+
+if TYPE_CHECKING:
+    from tiered_run.calibrate import CalibrationReport
+    from tiered_run.ladder import LadderReport
 
 COMMAND_WIDTH = 70
 MAX_EVENTS = 10
@@ -37,6 +41,8 @@ def headline(report: RunReport) -> str:
 def render_table(report: RunReport) -> str:
     """The end-of-run summary for a terminal: headline, key/value rows, then the first events."""
     rows = [(key, value) for key, value in _rows(report) if value is not None]
+    from tabulate import tabulate  # imported here: it costs start-up time of every run
+
     lines = [headline(report), tabulate(rows, tablefmt="plain", disable_numparse=True)]
     if report.events:
         lines.append("events:")
@@ -183,11 +189,6 @@ def _tasks(report: RunReport) -> str:
     return _of(str(report.peak_tasks), None if limit is None else f"{limit:g}")
 
 
-def format_size(value: float) -> str:
-    """Bytes in binary units, as the kernel and the ceilings count them."""
-    return humanize.naturalsize(value, binary=True)
-
-
 def _cpu_time(report: RunReport) -> str:
     if report.cpu_s is None:
         return "unknown"
@@ -239,3 +240,120 @@ def _protected(report: RunReport) -> str | None:
         return None
     busy = host.protected_cpu_busy_peak
     return f"{busy * 100:.0f} % peak on {format_cpus(host.protected_cpus)}"
+
+
+# Ladders and calibration ----------------------------------------------------------------
+
+
+def render_ladder_table(ladder: LadderReport) -> str:
+    """One row per step (what it did to the host included), then why steps failed or did
+    not run, and the ladder's own headline last, where the eye lands."""
+    from tabulate import tabulate
+
+    show_expect = any(r.step.expect is not Outcome.EXITED for r in ladder.steps)
+    rows, notes = [], []
+    for result in ladder.steps:
+        report, step = result.report, result.step
+        before, after = result.host_before, result.host_after
+        rows.append(
+            [
+                step.index,
+                _truncate(step.name, 28),
+                *([step.expect.value] if show_expect else []),
+                result.status.value.replace("_", " "),
+                "-" if report is None else f"{report.outcome.value} ({report.exit_code})",
+                "-" if report is None else _duration(report.wall_s),
+                "-" if report is None else _peak_of(report),
+                "-" if report is None else _tasks(report).replace(" of ", " / "),
+                "-" if report is None else report.leftover_killed,
+                "-"
+                if before is None or after is None
+                else f"{before.load1:.2f} -> {after.load1:.2f}",
+            ]
+        )
+        notable = step.expect is not Outcome.EXITED or (report and report.leftover_killed)
+        if result.reason and (result.status.value != "passed" or notable):
+            notes.append(f"  {step.label}: {_one_line(result.reason)}")
+    headers = ["#", "step", *(["expect"] if show_expect else []), "result", "outcome", "wall"]
+    headers += ["peak memory", "peak tasks", "leftovers", "host load"]
+    lines = [tabulate(rows, headers=headers, disable_numparse=True)]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", ladder_headline(ladder)]
+    return "\n".join(lines) + "\n"
+
+
+def ladder_headline(ladder: LadderReport) -> str:
+    """How the ladder ended, in one line; what `-q` prints on failure."""
+    return (
+        f"tiered-run: ladder {ladder.name} {ladder.outcome.value} in {_duration(ladder.wall_s)}"
+        f" (exit code {ladder.exit_code}) - {_one_line(ladder.message)}"
+    )
+
+
+def render_ladder_junit(ladder: LadderReport) -> str:
+    """render_junit over the steps that ran, judged by each step's `expect` (a memory breach
+    can be a pass); steps that never ran are <skipped/>, so CI shows the whole ladder."""
+    pairs = [(result, result.report) for result in ladder.steps if result.report is not None]
+    names = [result.step.name for result, _ in pairs]
+    root = ET.fromstring(render_junit([report for _, report in pairs], ladder.name, names))
+    counts = {"failure": 0, "error": 0}
+    for case, (result, report) in zip(root.findall("testcase"), pairs, strict=True):
+        for child in list(case):
+            case.remove(child)
+        case.text = None
+        if result.status.value == "passed":
+            continue
+        tag = "failure" if report.outcome in _FAILURES else "error"
+        counts[tag] += 1
+        detail = ET.SubElement(
+            case, tag, message=_xml_text(result.reason), type=report.outcome.value
+        )
+        detail.text = _xml_text(render_table(report))
+    for result in ladder.steps:
+        if result.report is None:
+            name = _xml_text(result.step.name)
+            case = ET.SubElement(root, "testcase", classname="tiered-run", name=name, time="0")
+            ET.SubElement(case, "skipped", message=_xml_text(result.reason))
+    root.set("tests", str(len(ladder.steps)))
+    root.set("failures", str(counts["failure"]))
+    root.set("errors", str(counts["error"]))
+    root.set("skipped", str(len(ladder.steps) - len(pairs)))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def render_calibration_table(calibration: CalibrationReport) -> str:
+    """Every attempt with its ceilings and what it used, then the verdict."""
+    from tabulate import tabulate
+
+    rows = []
+    for attempt in calibration.attempts:
+        report = attempt.report
+        rows.append(
+            [
+                attempt.index,
+                "-" if attempt.memory is None else format_size(attempt.memory),
+                "-" if attempt.timeout is None else f"{attempt.timeout:g} s",
+                f"{report.outcome.value} ({report.exit_code})",
+                _duration(report.wall_s),
+                _peak_of(report),
+            ]
+        )
+    headers = ["#", "memory", "timeout", "outcome", "wall", "peak memory"]
+    table = tabulate(rows, headers=headers, disable_numparse=True)
+    outcome = calibration.outcome.value
+    what = outcome if outcome == "calibrated" else f"calibration {outcome}"
+    verdict = f"tiered-run: {what} - {_one_line(calibration.message)}"
+    return f"{table}\n\n{verdict}\n"
+
+
+def render_dict_json(data: dict[str, object]) -> str:
+    """JSON for the ladder and calibration reports, formatted like render_json."""
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def _peak_of(report: RunReport) -> str:
+    peak, ceiling = report.peak_memory_bytes, _limit_value(report, "memory_bytes")
+    text = "unknown" if peak is None else format_size(peak)
+    return text if ceiling is None else f"{text} / {format_size(ceiling)}"

@@ -1,9 +1,11 @@
 """A detached watchdog that ends the run if tiered-run itself is killed (e.g. SIGKILL by CI).
 
-It is forked before the run's container exists, holds the read end of a pipe, and waits.
-tiered-run tells it the workload's pid and, at a normal end, "done". EOF without "done"
-means tiered-run died: the watchdog kills the workload's process group and calls the
-backend's stale cleanup, which kills and removes every container whose owner is gone.
+It holds the read end of a pipe whose write end only tiered-run has, and waits for EOF,
+which comes when tiered-run exits, however it exits. tiered-run tells it the workload's
+pid and, at a normal end, "done". EOF without "done" means tiered-run died: the watchdog
+kills the workload's process group. Either way it then calls the backend's stale cleanup,
+which kills and removes every container whose owner is gone (after a normal end, only
+what tiered-run could not remove while alive, such as the leaf it moved itself into).
 """
 
 from __future__ import annotations
@@ -33,13 +35,8 @@ class Sentinel:
         os.write(self._write_end, f"{pid}\n".encode())
 
     def release(self) -> None:
-        """The run ended normally: the watchdog exits without touching anything."""
-        if self._write_end >= 0:
-            try:
-                os.write(self._write_end, b"done\n")
-            finally:
-                os.close(self._write_end)
-                self._write_end = -1
+        """The run ended normally; the pipe stays open so the watchdog waits for our exit."""
+        os.write(self._write_end, b"done\n")
 
 
 def _watch(read_end: int, backend: Backend) -> None:  # pragma: no cover - forked child
@@ -54,10 +51,8 @@ def _watch(read_end: int, backend: Backend) -> None:  # pragma: no cover - forke
     while chunk := os.read(read_end, 4096):
         data += chunk
     lines = data.split()
-    if b"done" in lines:
-        os._exit(0)
     try:
-        if lines:
+        if lines and b"done" not in lines:
             os.killpg(int(lines[-1]), signal.SIGKILL)
     except (ProcessLookupError, PermissionError, ValueError):
         pass

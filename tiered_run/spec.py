@@ -29,6 +29,8 @@ class Limits:
     pressure_max: float | None = None
     on_load: OnLoad = OnLoad.WARN
     nice: int | None = None
+    cpu_weight: int | None = None  # applied where systemd manages the run
+    io_weight: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -42,6 +44,8 @@ class Limits:
             "pressure_max": self.pressure_max,
             "on_load": self.on_load.value,
             "nice": self.nice,
+            "cpu_weight": self.cpu_weight,
+            "io_weight": self.io_weight,
         }
 
 

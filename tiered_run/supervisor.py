@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.backends.cgroupfs import new_run_id
+from tiered_run.errors import BackendError
 from tiered_run.launch import SpawnError, spawn
 from tiered_run.machine import HostReader
 from tiered_run.monitor import Monitor, terminate_tree
@@ -40,7 +41,7 @@ KERNEL_ENFORCED = (
 
 
 def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
-    backend, reason = select_backend(spec.backend)
+    backend, reason = select_backend(spec.backend, spec.tier)
     return Supervisor(spec, backend, reason, on_event).run()
 
 
@@ -83,10 +84,12 @@ class Supervisor:
         spec, backend = self.spec, self.backend
         backend.cleanup_stale()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        sentinel = Sentinel(backend)
         tee = Tee(spec.log) if spec.log is not None else None
+        sentinel: Sentinel | None = None
         try:
             backend.create(self.run_id, spec.limits)
+            # After create: a backend may have moved tiered-run into a leaf cgroup first.
+            sentinel = Sentinel(backend)
             monitor = Monitor(
                 backend,
                 spec.limits,
@@ -104,10 +107,15 @@ class Supervisor:
                 child = spawn(spec, backend, tee.child_fds if tee else None)
             except SpawnError as err:
                 return self._report(started_at, monitor, Outcome.ERROR, str(err), err.exit_code)
+            try:
+                backend.started(child.pid)
+            except BackendError:
+                child.popen.kill()
+                child.popen.wait()
+                raise
             monitor.start()
             self._monitor = monitor
             sentinel.watch(child.pid)
-            backend.started(child.pid)
             if tee is not None:
                 tee.start()
             if self._signum is not None:
@@ -135,7 +143,8 @@ class Supervisor:
                     tee.close()
                 backend.remove()
             finally:
-                sentinel.release()
+                if sentinel is not None:
+                    sentinel.release()
 
     def _end_leftovers(self, monitor: Monitor) -> int:
         """Processes still in the tree after the main one ended by itself: count, then kill."""

@@ -25,6 +25,8 @@ class Tier:
     timeout: float | None = None
     kill_after: float | None = None
     nice: int | None = None
+    cpu_weight: int | None = None
+    io_weight: int | None = None
     user: str | None = None
     protected: bool = False
     description: str = ""
@@ -98,6 +100,8 @@ def resolve_limits(tier: Tier, machine: Machine, overrides: dict[str, object]) -
         memory_high=merged.memory_high,
         tasks_max=merged.tasks_max,
         nice=merged.nice,
+        cpu_weight=merged.cpu_weight,
+        io_weight=merged.io_weight,
         **{k: v for k, v in overrides.items() if k in _RUN_ONLY and v is not None},
     )
     if limits.memory and limits.memory_high and limits.memory_high > limits.memory:

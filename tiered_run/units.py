@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+import humanize
+
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -99,3 +101,8 @@ def format_cpus(cpus: tuple[int, ...] | list[int] | frozenset[int]) -> str:
             start = cpu
         prev = cpu
     return ",".join(ranges)
+
+
+def format_size(value: float) -> str:
+    """Bytes in binary units, as the kernel and the ceilings count them."""
+    return humanize.naturalsize(value, binary=True)

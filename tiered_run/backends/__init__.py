@@ -6,9 +6,11 @@ from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroup1 import Cgroup1Backend
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.plain import PlainBackend
+from tiered_run.backends.systemd import SystemdBackend
 from tiered_run.errors import UsageError
 
 BACKENDS: dict[str, type[Backend]] = {
+    "systemd": SystemdBackend,
     "cgroup2": Cgroup2Backend,
     "cgroup1": Cgroup1Backend,
     "plain": PlainBackend,
@@ -16,7 +18,7 @@ BACKENDS: dict[str, type[Backend]] = {
 CHOICES = ("auto", *BACKENDS)
 
 
-def select_backend(requested: str = "auto") -> tuple[Backend, str]:
+def select_backend(requested: str = "auto", tier: str | None = None) -> tuple[Backend, str]:
     """The backend to use and the reason, for the report and `doctor`."""
     if requested != "auto":
         cls = BACKENDS[requested]
@@ -25,7 +27,10 @@ def select_backend(requested: str = "auto") -> tuple[Backend, str]:
             raise UsageError(
                 f"--backend {requested} cannot work here: {problem}; try --backend auto"
             )
-        return cls(), "chosen with --backend"
+        return _make(cls, tier), "chosen with --backend"
+    if SystemdBackend.unusable_reason() is None:
+        backend = SystemdBackend(tier)
+        return backend, f"systemd is PID 1: transient scope in {backend.slice}"
     v2_problem = Cgroup2Backend.unusable_reason()
     v2_missing = Cgroup2Backend.missing_controllers() if v2_problem is None else ()
     if v2_problem is None and not v2_missing:
@@ -41,3 +46,7 @@ def select_backend(requested: str = "auto") -> tuple[Backend, str]:
             "those ceilings are enforced by the monitor"
         )
     return PlainBackend(), f"no usable cgroup ({v2_problem}; {v1_problem})"
+
+
+def _make(cls: type[Backend], tier: str | None) -> Backend:
+    return SystemdBackend(tier) if cls is SystemdBackend else cls()

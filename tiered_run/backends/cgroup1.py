@@ -20,6 +20,7 @@ from tiered_run.backends.cgroupfs import (
     PREFIX,
     CgroupDir,
     Mount,
+    is_alive,
     kill_until_empty,
     own_cgroups,
     own_dir,
@@ -129,13 +130,10 @@ class Cgroup1Backend(Backend):
             group.attach_self()
 
     def started(self, pid: int) -> None:
-        try:
-            lines = Path(f"/proc/{pid}/cgroup").read_text()
-        except FileNotFoundError:
-            return  # already gone: its status tells the rest
-        expected = PREFIX + self._dirs["memory"].path.name.removeprefix(PREFIX)
-        if expected not in lines:
-            raise BackendError(f"the workload (pid {pid}) did not land in cgroup {expected}")
+        if pid not in self._dirs["pids"].procs() and is_alive(pid):
+            raise BackendError(
+                f"the workload (pid {pid}) did not land in {self._dirs['pids'].path}"
+            )
 
     # -- observation ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from tiered_run.backends.cgroupfs import (
     PREFIX,
     CgroupDir,
     Mount,
+    is_alive,
     kill_until_empty,
     new_run_id,
     own_cgroups,
@@ -83,17 +84,33 @@ def _processes(pids: list[int]) -> list[psutil.Process]:
 
 
 def _enable(parent: CgroupDir, names: list[str]) -> None:
+    """Delegate controllers to the parent's children; when only tiered-run itself sits in
+    the parent (no-internal-process rule), it first moves into a leaf of its own."""
     if not names:
         return
+    line = " ".join(f"+{name}" for name in names)
     try:
-        parent.write("cgroup.subtree_control", " ".join(f"+{name}" for name in names))
+        parent.write("cgroup.subtree_control", line)
     except BackendError as err:
-        if _errno(err) == errno.EBUSY:
+        if _errno(err) != errno.EBUSY:
+            raise
+        others = [pid for pid in parent.procs() if pid != os.getpid()]
+        if others:
             raise BackendError(
-                f"cannot enable {', '.join(names)} below {parent.path}: it holds processes itself "
-                "and cgroup v2 allows controllers only above leaf cgroups"
+                f"cannot enable {', '.join(names)} below {parent.path}: it also holds processes "
+                f"{', '.join(map(str, others[:5]))}; start tiered-run in a cgroup of its own, e.g. "
+                "systemd-run --scope -p Delegate=yes tiered-run ..."
             ) from err.__cause__
-        raise
+        leaf = CgroupDir(parent.path / self_leaf_name())
+        if not leaf.exists():
+            leaf.mkdir()
+        leaf.attach_self()
+        parent.write("cgroup.subtree_control", line)
+
+
+def self_leaf_name() -> str:
+    """Where tiered-run moves itself; named like a run so it is cleaned up once we are gone."""
+    return f"{PREFIX}{os.getpid()}-self"
 
 
 def _default_mount() -> Mount:
@@ -110,7 +127,11 @@ class Cgroup2Backend(Backend):
 
     def __init__(self, mount: Mount | None = None, parent: Path | None = None) -> None:
         self.mount = mount or _default_mount()
-        self.parent = parent if parent is not None else own_dir(self.mount, own_cgroups())
+        if parent is None:
+            parent = own_dir(self.mount, own_cgroups())
+            if parent.name == self_leaf_name():  # moved there by an earlier run
+                parent = parent.parent
+        self.parent = parent
         self.capabilities: frozenset[Capability] = frozenset()
         self._dir: CgroupDir | None = None
         self._controllers: frozenset[str] = frozenset()
@@ -125,6 +146,15 @@ class Cgroup2Backend(Backend):
             return f"our cgroup {parent} is not visible in the cgroup2 mount"
         if not (os.access(parent, os.W_OK) and os.access(parent / "cgroup.procs", os.W_OK)):
             return f"{parent} is not writable: run as root or in a delegated cgroup"
+        group = CgroupDir(parent)
+        wanted = [c for c in WANTED[:3] if c in _words(group, "cgroup.controllers")]
+        enabled = _words(group, "cgroup.subtree_control")
+        others = [pid for pid in group.procs() if pid != os.getpid()]
+        if others and not set(wanted) <= enabled:
+            return (
+                f"{parent} also holds other processes, so its controllers cannot be delegated; "
+                "start tiered-run in a cgroup of its own (systemd-run --scope -p Delegate=yes)"
+            )
         # Named like a run, so a probe orphaned by a crash is cleaned up as stale.
         probe = parent / f"{PREFIX}{new_run_id()}"
         try:
@@ -226,14 +256,12 @@ class Cgroup2Backend(Backend):
 
     def started(self, pid: int) -> None:
         run = self._require()
-        if pid in run.procs():
-            return
+        if pid in run.procs() or not is_alive(pid):
+            return  # inside, or exited already: nothing escaped
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
             where = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text()).get("", "?")
-        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
-            return  # exited already: nothing escaped
+        except FileNotFoundError:
+            return
         raise BackendError(f"process {pid} landed in cgroup {where}, not in {run.path}")
 
     def sample(self) -> Usage:

@@ -82,15 +82,18 @@ def is_stale(name: str) -> bool:
     if not name.startswith(PREFIX):
         return False
     owner = name[len(PREFIX) :].split("-", 1)[0]
-    if not owner.isdigit():
-        return False
+    return owner.isdigit() and not is_alive(int(owner))
+
+
+def is_alive(pid: int) -> bool:
+    """Running: it exists and is not a zombie (exited, not yet reaped)."""
     try:
-        stat = Path(f"/proc/{owner}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return True
-    except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 class CgroupDir:

@@ -40,12 +40,13 @@ class PlainBackend(Backend):
         return None
 
     def create(self, run_id: str, limits: Limits) -> None:
-        set_child_subreaper(True)
+        """Nothing to create; the subreaper is set in `started`, after the watchdog forked."""
 
     def attach(self) -> None:
         """Nothing to join: affinity and rlimits are applied by the launcher for every backend."""
 
     def started(self, pid: int) -> None:
+        set_child_subreaper(True)
         self._root = pid
 
     def _tree(self) -> list[psutil.Process]:
@@ -90,4 +91,5 @@ class PlainBackend(Backend):
         self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def remove(self) -> None:
+        set_child_subreaper(False)
         self._root = None

@@ -1,0 +1,225 @@
+"""Calibration: the escalation schedule, readable recommendations, the stop rules on a fake
+runner, and real hunts for a workload whose need is known."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from conftest import IS_ROOT
+
+from tiered_run.calibrate import (
+    CalibrationOutcome,
+    calibrate,
+    escalate,
+    readable_duration,
+    readable_size,
+    recommend,
+    schedule,
+)
+from tiered_run.config import load_config
+from tiered_run.errors import UsageError
+from tiered_run.machine import read_machine
+from tiered_run.plan import RunOptions
+from tiered_run.report import EXIT_MEMORY, EXIT_TIMEOUT, Outcome, RunReport
+from tiered_run.spec import RunSpec
+from tiered_run.units import parse_duration, parse_size
+
+PY = sys.executable
+MiB, GiB = 1024**2, 1024**3
+MACHINE = read_machine()
+CONFIG = load_config(MACHINE, None)
+
+
+def test_escalation_multiplies_and_ends_at_the_maximum():
+    assert escalate(64 * MiB, 1 * GiB, 2, MiB) == (64 * MiB, 128 * MiB, 256 * MiB, 512 * MiB, GiB)
+    assert escalate(12 * GiB, 20 * GiB, 1.5, MiB) == (12 * GiB, 18 * GiB, 20 * GiB)
+    assert escalate(5, 5, 2, 0.5) == (5,)
+    assert escalate(1.5, 10, 1.5, 0.5) == (1.5, 2.5, 4.0, 6.0, 9.0, 10)
+
+
+def test_schedule_options():
+    assert schedule("memory", None, None, None, None, 2, GiB) == (None,)
+    assert schedule("memory", None, None, None, 300 * MiB, 2, GiB) == (300 * MiB,)
+    assert schedule("memory", None, None, (1, 2), None, 2, GiB) == (1, 2)
+    assert schedule("memory", 256 * MiB, None, None, None, 2, GiB)[-1] == GiB
+    assert schedule("timeout", 2.0, None, None, None, 2, None)[-1] == 20.0  # 10 x start
+    assert schedule("timeout", 2.0, None, None, None, 2, 5.0)[-1] == 5.0  # the tier's
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("memory", MiB, None, (MiB,), None, 2, GiB), "--memory-start and --memory-steps"),
+        (("memory", None, GiB, None, None, 2, GiB), "--memory-max needs --memory-start"),
+        (("memory", None, None, (2, 1), None, 2, GiB), "rising"),
+        (("timeout", 5.0, 1.0, None, None, 2, None), "above the maximum"),
+        (("timeout", 1.0, 5.0, None, None, 1.0, None), "--factor must be above 1"),
+        (("timeout", 0.0, None, None, None, 2, None), "--timeout-start must be above 0"),
+    ],
+)
+def test_schedule_refuses_contradictions(args, needle):
+    with pytest.raises(UsageError, match=needle):
+        schedule(*args)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (150 * MiB, "150M"),
+        (int(187.5 * MiB), "190M"),
+        (int(150.3 * MiB), "160M"),
+        (GiB, "1G"),
+        (int(2.34 * GiB), "2.4G"),
+        (int(18.7 * GiB), "19G"),
+        (100, "16M"),
+    ],
+)
+def test_sizes_round_up_to_two_significant_digits(value, text):
+    assert readable_size(value) == text
+    assert parse_size(text) >= value
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0.2, "1s"), (1.0, "1s"), (1.01, "2s"), (150.2, "2m31s"), (3600, "1h")]
+)
+def test_durations_round_up_to_whole_seconds(seconds, text):
+    assert readable_duration(seconds) == text
+    assert parse_duration(text) >= seconds
+
+
+def report(outcome: Outcome, code: int, peak: int | None = 150 * MiB, wall: float = 2.0):
+    return RunReport(
+        run_id="r", command=("x",), tier="batch", backend="cgroup1", backend_reason="",
+        outcome=outcome, exit_code=code, returncode=code if outcome is Outcome.EXITED else None,
+        signal=None, message=f"{outcome.value} {code}", started_at="", wall_s=wall, cpu_s=0.1,
+        peak_memory_bytes=peak, peak_memory_source="kernel", peak_tasks=1, cpus=(0,),
+        cpus_seen=(0,), leftover_killed=0, limits={}, enforced_by_kernel=(),
+        memory_high_exceeded=False, host=None, log=None,
+    )  # fmt: skip
+
+
+def test_recommendation_covers_the_peak_with_headroom_and_parses_as_toml():
+    rec = recommend(report(Outcome.EXITED, 0, peak=150 * MiB, wall=7.3), 1.25)
+    assert (rec.memory, rec.memory_high, rec.timeout) == ("190M", "150M", "10s")
+    data = tomllib.loads(rec.toml("aimgr"))
+    assert data == {"memory": "190M", "memory_high": "150M", "timeout": "10s"}
+    assert "[tiers.aimgr]" in rec.toml("aimgr")
+    unknown = recommend(report(Outcome.EXITED, 0, peak=None), 1.25)
+    assert tomllib.loads(unknown.toml(None)) == {"timeout": "3s"}
+
+
+def fake_calibrate(outcomes, memory=(None,), timeout=(None,)):
+    seen: list[RunSpec] = []
+
+    def runner(spec: RunSpec, _on_event: object) -> RunReport:
+        seen.append(spec)
+        return report(*outcomes[len(seen) - 1])
+
+    result = calibrate(("x",), RunOptions(), CONFIG, MACHINE, memory, timeout, runner=runner)
+    return result, seen
+
+
+def test_memory_breaches_escalate_memory_only():
+    steps = (64 * MiB, 128 * MiB, 256 * MiB)
+    result, seen = fake_calibrate(
+        [(Outcome.MEMORY, EXIT_MEMORY), (Outcome.MEMORY, EXIT_MEMORY), (Outcome.EXITED, 0)],
+        memory=steps,
+        timeout=(5.0, 10.0),
+    )
+    assert [s.limits.memory for s in seen] == list(steps)
+    assert {s.limits.timeout for s in seen} == {5.0}
+    assert result.outcome is CalibrationOutcome.CALIBRATED and result.exit_code == 0
+    assert result.recommendation is not None and len(result.attempts) == 3
+
+
+def test_timeouts_escalate_time_only():
+    result, seen = fake_calibrate(
+        [(Outcome.TIMEOUT, EXIT_TIMEOUT), (Outcome.EXITED, 0)],
+        memory=(GiB, 2 * GiB),
+        timeout=(1.0, 2.0),
+    )
+    assert [(s.limits.memory, s.limits.timeout) for s in seen] == [(GiB, 1.0), (GiB, 2.0)]
+    assert result.outcome is CalibrationOutcome.CALIBRATED
+
+
+def test_a_failure_that_is_not_a_ceiling_stops_at_once():
+    for outcome, code in [(Outcome.EXITED, 3), (Outcome.SIGNAL, 139), (Outcome.TASKS, 123)]:
+        result, seen = fake_calibrate([(outcome, code)], memory=(MiB * 64, GiB))
+        assert len(seen) == 1
+        assert result.outcome is CalibrationOutcome.FAILED and result.exit_code == code
+        assert "not a memory or time ceiling problem" in result.message
+        assert result.recommendation is None
+
+
+def test_running_out_of_steps_is_exhausted_with_the_last_code():
+    result, seen = fake_calibrate([(Outcome.MEMORY, EXIT_MEMORY)] * 2, memory=(64 * MiB, 128 * MiB))
+    assert len(seen) == 2
+    assert result.outcome is CalibrationOutcome.EXHAUSTED and result.exit_code == EXIT_MEMORY
+    assert "--memory-max" in result.message
+
+
+def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('default_tier = "t"\n[tiers.t]\nmemory = "4G"\nmemory_high = "3G"\n')
+    config = load_config(MACHINE, path)
+    seen: list[RunSpec] = []
+
+    def runner(spec: RunSpec, _on_event: object) -> RunReport:
+        seen.append(spec)
+        return report(Outcome.EXITED, 0)
+
+    calibrate(("x",), RunOptions(), config, MACHINE, (GiB,), (None,), runner=runner)
+    assert seen[0].limits.memory_high == GiB
+
+
+# Real hunts against the kernel.
+
+TOUCH_150M = 'x = b"\\x01" * (150 << 20)'
+
+
+def cli_calibrate(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    path = tmp_path / "calibration.json"
+    proc = subprocess.run(
+        [PY, "-m", "tiered_run", "calibrate", "--report", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    return proc, json.loads(path.read_text())
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+def test_finds_the_memory_a_workload_needs(tmp_path):
+    proc, data = cli_calibrate(
+        tmp_path,
+        *("--memory-start", "64M", "--factor", "2", "--memory-max", "1G", "--timeout", "20"),
+        *("--", PY, "-c", TOUCH_150M),
+    )
+    assert proc.returncode == 0, proc.stderr
+    outcomes = [a["outcome"] for a in data["attempts"]]
+    assert outcomes[:2] == ["memory", "memory"] and outcomes[-1] == "exited"
+    assert [a["memory_bytes"] for a in data["attempts"]] == [64 * MiB, 128 * MiB, 256 * MiB]
+    assert data["outcome"] == "calibrated" and data["schema_version"] == 1
+    snippet = tomllib.loads(proc.stdout[proc.stdout.index("# paste into") :])
+    assert parse_size(snippet["memory"]) >= parse_size(snippet["memory_high"]) >= 150 * MiB
+    assert parse_size(snippet["memory"]) >= data["attempts"][-1]["peak_memory_bytes"]
+    assert parse_duration(snippet["timeout"]) >= 1
+    assert "memory (122)" in proc.stderr and "calibrated" in proc.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+def test_stops_on_a_test_failure_after_one_attempt(tmp_path):
+    proc, data = cli_calibrate(
+        tmp_path, "--memory-start", "64M", "--", PY, "-c", "raise SystemExit(3)"
+    )
+    assert proc.returncode == 3
+    assert len(data["attempts"]) == 1 and data["outcome"] == "failed"
+    assert data["recommendation"] is None
+    assert "not a memory or time ceiling problem" in proc.stderr

@@ -1,0 +1,64 @@
+"""The built-in demo: the packaged ladder is found and valid, and end to end every step
+ends as it declares, on the machine's default backend and without cgroups."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import IS_ROOT
+
+from tiered_run.config import load_config
+from tiered_run.demo import demo_ladder
+from tiered_run.ladder_file import plan_ladder
+from tiered_run.machine import read_machine
+from tiered_run.report import Outcome
+
+EXPECTED = {
+    "well-behaved": "exited",
+    "memory-hog": "memory",
+    "escaping-daemon": "exited",
+    "fork-storm": "tasks",
+    "sleeper-past-timeout": "timeout",
+}
+
+
+def test_the_packaged_demo_is_valid_and_uses_this_python():
+    ladder = demo_ladder()
+    assert ladder.keep_going
+    assert {s.name: s.expect.value for s in ladder.steps} == EXPECTED
+    assert all(s.command[0] == sys.executable for s in ladder.steps)
+    machine = read_machine()
+    specs = plan_ladder(ladder, load_config(machine, None), machine)
+    assert all(spec.limits.timeout and spec.limits.timeout <= 10 for spec in specs)
+    assert ladder.steps[1].expect is Outcome.MEMORY
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.parametrize("backend", ["auto", "plain"])
+def test_demo_end_to_end(backend, tmp_path):
+    report = tmp_path / "demo.json"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiered_run", "demo", "--backend", backend, "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 30
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "passed"
+    steps = {s["name"]: s for s in data["steps"]}
+    assert {name: s["report"]["outcome"] for name, s in steps.items()} == EXPECTED
+    assert all(s["status"] == "passed" for s in steps.values())
+    assert steps["escaping-daemon"]["report"]["leftover_killed"] >= 1
+    assert "ladder demo passed" in proc.stderr
+    for name in EXPECTED:
+        assert name in proc.stderr

@@ -1,0 +1,390 @@
+"""Ladder files: parsing, every rejection naming file, step and key, the stop/keep-going
+logic on a fake runner, and real ladders against the kernel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import IS_ROOT
+
+from tiered_run.config import load_config
+from tiered_run.errors import UsageError
+from tiered_run.health import Thresholds
+from tiered_run.ladder import EXIT_UNHEALTHY, LadderOutcome, StepStatus, run_ladder
+from tiered_run.ladder_file import load_ladder, parse_ladder, plan_ladder
+from tiered_run.machine import HostState, read_machine
+from tiered_run.report import EXIT_MEMORY, Outcome, RunReport
+from tiered_run.spec import OnLoad, RunSpec
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 1024**3
+MACHINE = read_machine()
+
+GOOD = """
+name = "nightly"
+tier = "user"
+[defaults]
+timeout = "10s"
+memory = "1G"
+env = { A = "1", B = "2" }
+[settle]
+load_max = 4
+memory_available_min = "1G"
+pressure_max = 30
+timeout = "30s"
+interval = "0.5s"
+[[step]]
+name = "argv"
+command = ["python3", "-c", "print('a b')"]
+[[step]]
+name = "split"
+command = "python3 -c 'print(1)'  --flag"
+memory = "300M"
+timeout = 0
+env = { B = "3" }
+expect = "memory"
+cwd = "sub"
+[[step]]
+name = "shell"
+command = "echo a | wc -c"
+shell = true
+tier = "aimgr"
+on_load = "pause"
+nice = 5
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "ladder.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_parses_with_defaults_and_overrides(tmp_path):
+    (tmp_path / "sub").mkdir()
+    ladder = load_ladder(write(tmp_path, GOOD))
+    assert ladder.name == "nightly" and ladder.tier == "user" and not ladder.keep_going
+    assert ladder.settle == Thresholds(4.0, GiB, 30.0, 30.0, 0.5)
+    argv, split, shell = ladder.steps
+    assert argv.command == ("python3", "-c", "print('a b')")
+    assert split.command == ("python3", "-c", "print(1)", "--flag")
+    assert shell.command == ("/bin/sh", "-c", "echo a | wc -c")
+    assert argv.options.memory == GiB and split.options.memory == 300 * 1024**2
+    assert argv.options.timeout == 10 and split.options.timeout == 0
+    assert split.options.env == {"A": "1", "B": "3"}
+    assert split.options.cwd == tmp_path / "sub"
+    assert split.expect is Outcome.MEMORY and argv.expect is Outcome.EXITED
+    assert shell.options.tier == "aimgr" and shell.options.on_load is OnLoad.PAUSE
+    assert shell.options.nice == 5
+
+
+def test_planning_uses_file_tier_step_tier_and_the_config(tmp_path):
+    (tmp_path / "sub").mkdir()
+    config = load_config(MACHINE, write(tmp_path, '[tiers.aimgr]\nmemory = "2G"\n', "c.toml"))
+    specs = plan_ladder(load_ladder(write(tmp_path, GOOD)), config, MACHINE, "plain", 0.5)
+    assert [s.tier for s in specs] == ["user", "user", "aimgr"]
+    assert all(s.backend == "plain" and s.interval == 0.5 for s in specs)
+    assert specs[0].limits.memory == GiB and specs[2].limits.memory == GiB
+    assert specs[1].limits.timeout is None  # timeout = 0 means none, overriding the default
+    assert specs[1].env["B"] == "3" and specs[0].env["A"] == "1"
+
+
+def test_the_example_ladder_parses_and_plans():
+    ladder = load_ladder(ROOT / "examples/conservative-ladder.toml")
+    assert [s.name for s in ladder.steps] == [
+        "baseline",
+        "memory-100M",
+        "subprocesses-5",
+        "subprocesses-20",
+        "parallel-tests-89",
+        "full-suite",
+    ]
+    specs = plan_ladder(ladder, load_config(MACHINE, None), MACHINE)
+    assert all(5 <= s.limits.timeout <= 15 for s in specs)
+
+
+STEP = '[[step]]\nname = "hog"\ncommand = "true"\n'
+BAD = {
+    "unknown top-level key": ("colour = 1\n" + STEP, ["unknown key 'colour'", "top level"]),
+    "unknown step key": (STEP + "memroy = '1G'\n", ['step 1 "hog"', "unknown key 'memroy'"]),
+    "missing command": ('[[step]]\nname = "a"\n', ['step 1 "a"', "missing key command"]),
+    "bad size": (STEP + "memory = '2X'\n", ['step 1 "hog": memory:', "malformed size"]),
+    "bad duration": (STEP + "timeout = '5x'\n", ['step 1 "hog": timeout:', "1.5s"]),
+    "bool as size": (STEP + "memory = true\n", ['step 1 "hog": memory:', "expected a value"]),
+    "default bad duration": (
+        "[defaults]\nkill_after = 'soon'\n" + STEP,
+        ["defaults: kill_after:", "malformed duration"],
+    ),
+    "settle bad size": (
+        "[settle]\nmemory_available_min = 'lots'\n" + STEP,
+        ["settle: memory_available_min:", "malformed size"],
+    ),
+    "settle unknown key": ("[settle]\nload = 1\n" + STEP, ["settle:", "unknown key 'load'"]),
+    "unknown expect": (STEP + "expect = 'boom'\n", ['step 1 "hog": expect:', "timeout"]),
+    "bad quoting": ('[[step]]\nname = "q"\ncommand = "echo \'a"\n', ['step 1 "q": command:']),
+    "empty command": ('[[step]]\nname = "e"\ncommand = []\n', ['step 1 "e": command:', "empty"]),
+    "shell with a list": (
+        STEP.replace('"true"', '["a"]') + "shell = true\n",
+        ['step 1 "hog": command:', "shell = true"],
+    ),
+    "tasks below 1": (STEP + "tasks_max = 0\n", ['step 1 "hog": tasks_max:', "at least 1"]),
+    "nice out of range": (STEP + "nice = 40\n", ['step 1 "hog": nice:', "-20 to 19"]),
+    "duplicate name": (STEP + STEP, ['step 2 "hog": name:', "duplicate"]),
+    "no steps": ("tier = 'batch'\n", ["no steps", "[[step]]"]),
+    "not TOML": ("[[step\n", ["not valid TOML"]),
+    "cwd missing": (STEP + "cwd = 'nowhere'\n", ['step 1 "hog": cwd:', "not a directory"]),
+    "env not strings": (STEP + "env = { A = 1 }\n", ['step 1 "hog": env:', "table of strings"]),
+    "second step": (
+        STEP + '[[step]]\nname = "two"\ncommand = "true"\nmemory = "lots"\n',
+        ['step 2 "two": memory:'],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_files_name_file_step_and_key(case, tmp_path):
+    text, needles = BAD[case]
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as err:
+        load_ladder(path)
+    message = str(err.value)
+    assert message.startswith(str(path)), message
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+PLAN_BAD = {
+    "unknown step tier": (STEP + "tier = 'nope'\n", ['step 1 "hog": tier:', "unknown tier 'nope'"]),
+    "unknown file tier": ("tier = 'nope'\n" + STEP, [": tier: unknown tier 'nope'"]),
+    "protected tier": (STEP + "tier = 'system'\n", ['step 1 "hog"', "protected"]),
+    "CPUs not online": (STEP + "cpus = '4000'\n", ['step 1 "hog"', "not online"]),
+    "soft above hard": (
+        STEP + "memory = '1G'\nmemory_high = '2G'\n",
+        ['step 1 "hog"', "soft ceiling"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PLAN_BAD), ids=list(PLAN_BAD))
+def test_plan_errors_name_file_and_step(case, tmp_path):
+    text, needles = PLAN_BAD[case]
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as err:
+        plan_ladder(load_ladder(path), load_config(MACHINE, None), MACHINE)
+    message = str(err.value)
+    assert message.startswith(str(path)), message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_the_cli_refuses_a_bad_file_before_any_step_runs(tmp_path):
+    marker = tmp_path / "ran"
+    text = f"""
+[[step]]
+name = "first"
+command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
+[[step]]
+name = "second"
+command = "true"
+memory = "12 potatoes"
+"""
+    proc = subprocess.run(
+        [PY, "-m", "tiered_run", "ladder", str(write(tmp_path, text))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert 'step 2 "second": memory: malformed size' in proc.stderr
+    assert not marker.exists()
+
+
+# The run logic, on a fake runner and a fake host: no root, no sleeping.
+
+
+def fake_report(outcome: Outcome, code: int) -> RunReport:
+    return RunReport(
+        run_id="r", command=("x",), tier="batch", backend="plain", backend_reason="",
+        outcome=outcome, exit_code=code, returncode=code if outcome is Outcome.EXITED else None,
+        signal=None, message=f"{outcome.value} {code}", started_at="", wall_s=0.5, cpu_s=0.1,
+        peak_memory_bytes=1024, peak_memory_source="sampled", peak_tasks=1, cpus=(0,),
+        cpus_seen=(0,), leftover_killed=0, limits={}, enforced_by_kernel=(),
+        memory_high_exceeded=False, host=None, log=None,
+    )  # fmt: skip
+
+
+def fake_run(outcomes: list[tuple[Outcome, int]], text: str, keep_going: bool = False, **kw):
+    ladder = parse_ladder(__import__("tomllib").loads(text), "fake.toml")
+    specs = plan_ladder(ladder, load_config(MACHINE, None), MACHINE)
+    ran: list[RunSpec] = []
+
+    def runner(spec: RunSpec, _on_event: object) -> RunReport:
+        ran.append(spec)
+        return fake_report(*outcomes[len(ran) - 1])
+
+    host = HostState(0.1, 8 * GiB, {})
+    kw.setdefault("read_host", lambda: host)
+    report = run_ladder(ladder, specs, keep_going=keep_going, runner=runner, **kw)
+    return report, ran
+
+
+THREE = "".join(f'[[step]]\nname = "s{i}"\ncommand = "true"\n' for i in (1, 2, 3))
+
+
+def test_stops_at_the_first_failing_step_with_its_exit_code():
+    report, ran = fake_run([(Outcome.EXITED, 0), (Outcome.EXITED, 3)], THREE)
+    assert len(ran) == 2
+    assert [s.status for s in report.steps] == [
+        StepStatus.PASSED,
+        StepStatus.FAILED,
+        StepStatus.NOT_RUN,
+    ]
+    assert report.outcome is LadderOutcome.FAILED and report.exit_code == 3
+    assert report.steps[2].reason == 'step 2 "s2" failed'
+    assert report.to_dict()["steps"][2]["report"] is None
+
+
+def test_keep_going_runs_every_step_and_keeps_the_first_code():
+    outcomes = [(Outcome.TIMEOUT, 124), (Outcome.EXITED, 0), (Outcome.EXITED, 5)]
+    report, ran = fake_run(outcomes, THREE, keep_going=True)
+    assert len(ran) == 3 and report.exit_code == 124
+    assert report.outcome is LadderOutcome.FAILED
+
+
+def test_expected_breaches_pass_and_an_unexpected_clean_exit_fails_with_1():
+    text = THREE.replace('name = "s2"', 'name = "s2"\nexpect = "memory"')
+    report, _ = fake_run([(Outcome.EXITED, 0), (Outcome.MEMORY, 122), (Outcome.EXITED, 0)], text)
+    assert report.outcome is LadderOutcome.PASSED and report.exit_code == 0
+    report, _ = fake_run([(Outcome.EXITED, 0), (Outcome.EXITED, 0)], text)
+    assert report.exit_code == 1 and "expected memory" in report.message
+
+
+def test_an_unsettled_host_stops_the_ladder_as_unhealthy():
+    states = iter([HostState(0.1, 8 * GiB, {})] * 2 + [HostState(9.0, 8 * GiB, {})] * 100)
+    clock = {"now": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    text = "[settle]\nload_max = 2\ntimeout = '5s'\n" + THREE
+    report, ran = fake_run(
+        [(Outcome.EXITED, 0)] * 3,
+        text,
+        keep_going=True,
+        read_host=lambda: next(states),
+        clock=lambda: clock["now"],
+        sleep=sleep,
+    )
+    assert len(ran) == 1
+    assert report.outcome is LadderOutcome.UNHEALTHY and report.exit_code == EXIT_UNHEALTHY
+    step2 = report.steps[1]
+    assert step2.status is StepStatus.NOT_RUN and step2.settle is not None
+    assert "load 9.00 above load_max 2" in step2.reason and "load_max" in report.message
+    assert report.steps[2].status is StepStatus.NOT_RUN
+
+
+def test_an_interrupted_step_stops_even_with_keep_going():
+    outcomes = [(Outcome.INTERRUPTED, 130), (Outcome.EXITED, 0), (Outcome.EXITED, 0)]
+    report, ran = fake_run(outcomes, THREE, keep_going=True)
+    assert len(ran) == 1 and report.exit_code == 130
+    assert report.outcome is LadderOutcome.INTERRUPTED
+
+
+# Real ladders against the kernel.
+
+HOG = "chunks = [b'x' * (25 << 20) for _ in range(40)]"  # stops by itself at 1 GiB
+
+
+def real_ladder(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "step3-ran"
+    text = f"""
+[defaults]
+timeout = "10s"
+kill_after = "1s"
+memory = "512M"
+[settle]
+memory_available_min = "256M"
+timeout = "10s"
+[[step]]
+name = "fine"
+command = ["{PY}", "-c", "print('fine')"]
+[[step]]
+name = "hog"
+memory = "100M"
+command = ["{PY}", "-c", "{HOG}"]
+[[step]]
+name = "after"
+command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
+"""
+    return write(tmp_path, text), marker
+
+
+def cli_ladder(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    report = tmp_path / "ladder.json"
+    proc = subprocess.run(
+        [PY, "-m", "tiered_run", "ladder", "--report", str(report), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    return proc, json.loads(report.read_text())
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
+    path, marker = real_ladder(tmp_path)
+    proc, data = cli_ladder(tmp_path, str(path), "--junit", str(tmp_path / "j.xml"))
+    assert proc.returncode == EXIT_MEMORY, proc.stderr
+    assert not marker.exists()
+    assert data["schema_version"] == 1 and data["outcome"] == "failed"
+    assert [s["status"] for s in data["steps"]] == ["passed", "failed", "not_run"]
+    hog, after = data["steps"][1], data["steps"][2]
+    assert hog["report"]["outcome"] == "memory" and hog["report"]["exit_code"] == EXIT_MEMORY
+    assert hog["host_before"]["load1"] >= 0 and hog["host_after"]["memory_available_bytes"] > 0
+    assert after["report"] is None and after["host_before"] is None
+    assert "hog" in proc.stderr and "not run" in proc.stderr
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    assert suite.find("testcase[@name='after']/skipped") is not None
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+def test_keep_going_runs_the_step_after_a_breach(tmp_path):
+    path, marker = real_ladder(tmp_path)
+    proc, data = cli_ladder(tmp_path, str(path), "--keep-going")
+    assert proc.returncode == EXIT_MEMORY, proc.stderr
+    assert marker.exists()
+    assert [s["status"] for s in data["steps"]] == ["passed", "failed", "passed"]
+
+
+def test_the_cli_stops_an_unhealthy_host_with_120_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    text = f"""
+[settle]
+memory_available_min = "100T"
+timeout = "0.5s"
+interval = "0.1s"
+[[step]]
+name = "never"
+command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
+"""
+    proc, data = cli_ladder(tmp_path, str(write(tmp_path, text)))
+    assert proc.returncode == EXIT_UNHEALTHY
+    assert not marker.exists()
+    assert data["outcome"] == "unhealthy"
+    step = data["steps"][0]
+    assert step["status"] == "not_run" and step["settle"]["settled"] is False
+    assert step["settle"]["missed"][0]["key"] == "memory_available_min"
+    assert step["host_before"]["memory_available_bytes"] > 0
+    assert "memory_available_min" in proc.stderr

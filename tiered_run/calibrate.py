@@ -1,0 +1,301 @@
+"""Find the ceilings a workload needs: run it under escalating memory and time ceilings
+until it passes, then recommend ceilings from what it really used, plus headroom.
+
+Only a ceiling breach is worth escalating; a test failure or a crash says nothing about
+ceilings, so calibration stops there and says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import ROUND_CEILING, Decimal
+from itertools import pairwise
+
+from tiered_run.config import Config
+from tiered_run.errors import UsageError
+from tiered_run.machine import Machine
+from tiered_run.plan import RunOptions, plan_run
+from tiered_run.report import Event, Outcome, RunReport
+from tiered_run.spec import RunSpec
+from tiered_run.units import format_size, parse_size
+
+CALIBRATION_SCHEMA_VERSION = 1
+DEFAULT_FACTOR = 1.5
+DEFAULT_HEADROOM = 1.25
+DEFAULT_TIMEOUT_SPAN = 10  # --timeout-max defaults to 10 x --timeout-start without a tier one
+MIN_MEMORY = 16 * 1024**2  # below this a process tree cannot reliably even start
+MiB = 1024**2
+
+Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
+
+
+class CalibrationOutcome(enum.Enum):
+    CALIBRATED = "calibrated"  # an attempt passed; a recommendation follows
+    FAILED = "failed"  # an attempt failed for a reason no higher ceiling fixes
+    EXHAUSTED = "exhausted"  # still breaching at the largest ceilings
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    index: int
+    memory: int | None
+    timeout: float | None
+    report: RunReport
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "memory_bytes": self.report.limits.get("memory_bytes"),
+            "timeout_s": self.report.limits.get("timeout_s"),
+            "outcome": self.report.outcome.value,
+            "exit_code": self.report.exit_code,
+            "wall_s": self.report.wall_s,
+            "peak_memory_bytes": self.report.peak_memory_bytes,
+            "report": self.report.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Ceilings as a tier would state them, from the passing attempt's peak and wall time."""
+
+    memory: str | None
+    memory_high: str | None
+    timeout: str
+    peak_memory: int | None
+    peak_memory_source: str | None
+    wall_s: float
+    headroom: float
+
+    def toml(self, tier: str | None) -> str:
+        peak = "unknown" if self.peak_memory is None else format_size(self.peak_memory)
+        lines = [
+            f"# paste into [tiers.{tier or 'NAME'}]: peak memory {peak}"
+            f" ({self.peak_memory_source or 'not measured'}), wall {self.wall_s:.2f} s,"
+            f" headroom x{self.headroom:g}",
+        ]
+        if self.memory is not None:
+            lines.append(f'memory = "{self.memory}"')
+            lines.append(f'memory_high = "{self.memory_high}"')
+        lines.append(f'timeout = "{self.timeout}"')
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    command: tuple[str, ...]
+    tier: str | None
+    outcome: CalibrationOutcome
+    exit_code: int
+    message: str
+    attempts: tuple[Attempt, ...]
+    recommendation: Recommendation | None
+
+    def to_dict(self) -> dict[str, object]:
+        rec = self.recommendation
+        return {
+            "schema_version": CALIBRATION_SCHEMA_VERSION,
+            "kind": "calibration",
+            "command": list(self.command),
+            "tier": self.tier,
+            "outcome": self.outcome.value,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
+            "recommendation": None
+            if rec is None
+            else {
+                "memory": rec.memory,
+                "memory_high": rec.memory_high,
+                "timeout": rec.timeout,
+                "peak_memory_bytes": rec.peak_memory,
+                "wall_s": rec.wall_s,
+                "headroom": rec.headroom,
+                "toml": rec.toml(self.tier),
+            },
+        }
+
+
+def escalate(start: float, maximum: float, factor: float, quantum: float) -> tuple[float, ...]:
+    """start, start x factor, ... rounded up to `quantum`, ending exactly at maximum."""
+    if factor <= 1:
+        raise UsageError(f"--factor must be above 1, e.g. 1.5; got {factor:g}")
+    if start > maximum:
+        raise UsageError(f"the start ceiling {start:g} is above the maximum {maximum:g}")
+    steps, value = [], start
+    while value < maximum:
+        steps.append(math.ceil(value / quantum) * quantum)
+        value = steps[-1] * factor
+    return (*[s for s in steps if s < maximum], maximum)
+
+
+def schedule(
+    name: str,
+    start: float | None,
+    maximum: float | None,
+    steps: tuple[float, ...] | None,
+    fixed: float | None,
+    factor: float,
+    fallback_max: float | None,
+) -> tuple[float | None, ...]:
+    """The ceilings to try for `name` (memory or timeout), from whichever options were given.
+
+    None alone means the tier's own ceiling, unchanged between attempts.
+    """
+    given = [
+        option
+        for option, value in (
+            (f"--{name}", fixed),
+            (f"--{name}-start", start),
+            (f"--{name}-steps", steps),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise UsageError(f"{given[0]} and {given[1]} both set the {name} ceilings; use one")
+    if maximum is not None and start is None:
+        raise UsageError(f"--{name}-max needs --{name}-start, e.g. --{name}-start {_EXAMPLE[name]}")
+    if steps is not None:
+        if not steps or any(b <= a for a, b in pairwise(steps)):
+            raise UsageError(f"--{name}-steps must list rising ceilings, e.g. {_STEPS[name]}")
+        return steps
+    if fixed is not None or start is None:
+        return (fixed,)
+    if start <= 0:
+        raise UsageError(f"--{name}-start must be above 0, e.g. {_EXAMPLE[name]}")
+    top = maximum if maximum is not None else fallback_max
+    quantum = MiB if name == "memory" else 0.5
+    return escalate(
+        start, top if top is not None else start * DEFAULT_TIMEOUT_SPAN, factor, quantum
+    )
+
+
+_EXAMPLE = {"memory": "512M", "timeout": "10s"}
+_STEPS = {"memory": "--memory-steps 12G,18G,20G", "timeout": "--timeout-steps 30s,1m,5m"}
+
+
+def readable_size(value: int) -> str:
+    """`value` rounded up to two significant digits of MiB or GiB: 187.5 MiB -> 190M."""
+    value = max(value, MIN_MEMORY)
+    unit, size = ("G", 1024**3) if value >= 1024**3 else ("M", MiB)
+    amount = Decimal(value) / Decimal(size)
+    quantum = Decimal(1).scaleb(amount.adjusted() - 1)
+    rounded = (amount / quantum).to_integral_value(rounding=ROUND_CEILING) * quantum
+    text = f"{rounded:f}"
+    return f"{text.rstrip('0').rstrip('.') if '.' in text else text}{unit}"
+
+
+def readable_duration(seconds: float) -> str:
+    """Whole seconds, rounded up, as `45s`, `2m30s` or `1h5m`."""
+    total = max(1, math.ceil(seconds - 1e-9))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{n}{u}" for n, u in parts if n) or "1s"
+
+
+def recommend(report: RunReport, headroom: float) -> Recommendation:
+    """memory = peak x headroom, memory_high = the peak, timeout = wall x headroom; all
+    rounded up to values a person would write."""
+    peak = report.peak_memory_bytes
+    memory = memory_high = None
+    if peak is not None:
+        memory_high = readable_size(peak)
+        memory = readable_size(max(math.ceil(peak * headroom), parse_size(memory_high)))
+    return Recommendation(
+        memory=memory,
+        memory_high=memory_high,
+        timeout=readable_duration(report.wall_s * headroom),
+        peak_memory=peak,
+        peak_memory_source=report.peak_memory_source,
+        wall_s=report.wall_s,
+        headroom=headroom,
+    )
+
+
+def calibrate(
+    command: tuple[str, ...],
+    options: RunOptions,
+    config: Config,
+    machine: Machine,
+    memory_steps: tuple[float | None, ...],
+    timeout_steps: tuple[float | None, ...],
+    headroom: float = DEFAULT_HEADROOM,
+    runner: Runner | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> CalibrationReport:
+    """Escalate memory on memory breaches and time on timeouts, one step at a time."""
+    if headroom < 1:
+        raise UsageError(f"--headroom must be at least 1, e.g. 1.25; got {headroom:g}")
+    if runner is None:
+        from tiered_run.supervisor import run as runner
+    say = on_progress or (lambda _message: None)
+    tier = config.tier(options.tier)
+
+    def plan(size: float | None, timeout: float | None) -> RunSpec:
+        memory = None if size is None else int(size)
+        high = options.memory_high or tier.memory_high
+        if memory is not None and high is not None and high > memory:
+            high = memory  # a tier's soft ceiling must not sit above a lower attempt
+        attempt = replace(options, memory=memory, timeout=timeout, memory_high=high)
+        return plan_run(command, attempt, config, machine)
+
+    plan(memory_steps[-1], timeout_steps[-1])  # refuse bad input before the first attempt
+    attempts: list[Attempt] = []
+    m = t = 0
+    while True:
+        spec = plan(memory_steps[m], timeout_steps[t])
+        limits = spec.limits
+        ceilings = _ceilings(limits.memory, limits.timeout)
+        say(f"attempt {len(attempts) + 1}: {ceilings}")
+        report = runner(spec, on_event)
+        attempts.append(Attempt(len(attempts) + 1, limits.memory, limits.timeout, report))
+        say(f"attempt {len(attempts)}: {report.outcome.value} (exit code {report.exit_code})")
+        if report.outcome is Outcome.EXITED and report.exit_code == 0:
+            rec = recommend(report, headroom)
+            message = f"passed at {ceilings} after {len(attempts)} attempt(s)"
+            return _done(command, spec, CalibrationOutcome.CALIBRATED, 0, message, attempts, rec)
+        if report.outcome is Outcome.MEMORY and m + 1 < len(memory_steps):
+            m += 1
+            continue
+        if report.outcome is Outcome.TIMEOUT and t + 1 < len(timeout_steps):
+            t += 1
+            continue
+        return _done(command, spec, *_why(report, len(attempts)), attempts, None)
+
+
+def _why(report: RunReport, n: int) -> tuple[CalibrationOutcome, int, str]:
+    what = f"attempt {n}: {report.outcome.value} (exit code {report.exit_code})"
+    if report.outcome is Outcome.INTERRUPTED:
+        return CalibrationOutcome.INTERRUPTED, report.exit_code, f"{what}; stopped"
+    if report.outcome in (Outcome.MEMORY, Outcome.TIMEOUT):
+        which = "--memory-max" if report.outcome is Outcome.MEMORY else "--timeout-max"
+        message = f"{what} at the largest ceiling; raise {which} or find what it spends it on"
+        return CalibrationOutcome.EXHAUSTED, report.exit_code, message
+    message = (
+        f"{what}, not a memory or time ceiling problem, so no higher ceiling will fix it: "
+        + " ".join(report.message.split())
+    )
+    return CalibrationOutcome.FAILED, report.exit_code, message
+
+
+def _done(
+    command: tuple[str, ...],
+    spec: RunSpec,
+    outcome: CalibrationOutcome,
+    code: int,
+    message: str,
+    attempts: list[Attempt],
+    rec: Recommendation | None,
+) -> CalibrationReport:
+    return CalibrationReport(command, spec.tier, outcome, code, message, tuple(attempts), rec)
+
+
+def _ceilings(memory: int | None, timeout: float | None) -> str:
+    size = "no memory ceiling" if memory is None else f"memory {format_size(memory)}"
+    return f"{size}, " + ("no timeout" if timeout is None else f"timeout {timeout:g} s")

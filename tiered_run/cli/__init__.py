@@ -1,0 +1,40 @@
+"""The command line: parses options, calls the library, renders results. Nothing else.
+
+The commands live in the modules beside this one and import the heavy parts (supervisor,
+renderers) only when they run, so `--help` and `--version` stay fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tiered_run import __version__
+from tiered_run.cli import calibrate, ladder, run
+
+
+class DefaultRunGroup(click.Group):
+    """`tiered-run [OPTIONS] -- CMD` means `tiered-run run [OPTIONS] -- CMD`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultRunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tiered-run")
+def main() -> None:
+    """Run a workload in a CPU tier under time, memory and task ceilings for its whole
+    process tree, kill all of it on a breach, and report what happened.
+
+    \b
+    tiered-run --tier batch --timeout 8 --memory 2G -- python3 chat.py --test
+    tiered-run tiers
+    """
+
+
+main.add_command(run.run)
+main.add_command(run.tiers)
+main.add_command(ladder.ladder)
+main.add_command(ladder.demo)
+main.add_command(calibrate.calibrate)

@@ -1,0 +1,132 @@
+"""`calibrate`: find the ceilings a workload needs by running it under escalating ones."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tiered_run.cli.options import (
+    DURATION,
+    DURATIONS,
+    SIZE,
+    SIZES,
+    check_outputs,
+    cwd_option,
+    env_option,
+    limit_options,
+    print_event,
+    print_progress,
+    report_option,
+    usage_errors,
+    verbose_option,
+    write_report,
+)
+from tiered_run.config import load_config
+from tiered_run.errors import UsageError
+from tiered_run.machine import read_machine
+from tiered_run.plan import RunOptions
+from tiered_run.spec import OnLoad
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@limit_options
+@click.option("--memory-start", type=SIZE, help="First memory ceiling, e.g. 12G.")
+@click.option("--memory-max", type=SIZE, help="Largest memory ceiling [the tier's].")
+@click.option("--memory-steps", type=SIZES, help="Memory ceilings to try, e.g. 12G,18G,20G.")
+@click.option("--timeout-start", type=DURATION, help="First timeout, e.g. 30s.")
+@click.option("--timeout-max", type=DURATION, help="Largest timeout [the tier's, or 10 x start].")
+@click.option("--timeout-steps", type=DURATIONS, help="Timeouts to try, e.g. 30s,1m,5m.")
+@click.option(
+    "--factor",
+    type=click.FloatRange(1, min_open=True),
+    default=1.5,
+    show_default=True,
+    help="Escalation factor between ceilings.",
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(min=1),
+    default=1.25,
+    show_default=True,
+    help="Recommended ceiling = what was used x this.",
+)
+@cwd_option
+@env_option
+@report_option
+@verbose_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def calibrate(
+    command: tuple[str, ...],
+    config_path: Path | None,
+    env_pairs: tuple[tuple[str, str], ...],
+    report_path: str | None,
+    verbose: bool,
+    memory_start: int | None,
+    memory_max: int | None,
+    memory_steps: tuple[int, ...] | None,
+    timeout_start: float | None,
+    timeout_max: float | None,
+    timeout_steps: tuple[float, ...] | None,
+    factor: float,
+    headroom: float,
+    **options: Any,
+) -> None:
+    """Find the memory and time COMMAND needs: run it under escalating ceilings until it
+    passes, then print recommended ceilings as TOML for a tier.
+
+    \b
+    tiered-run calibrate --memory-steps 12G,18G,20G --timeout 15m -- python3 chat.py --test
+    """
+    from tiered_run import calibrate as cal
+    from tiered_run.render import render_calibration_table, render_dict_json
+
+    on_load = options.pop("on_load")
+    with usage_errors():
+        check_outputs(report_path)
+        if not command:
+            raise UsageError(
+                "no command given; put it after --, e.g. tiered-run calibrate -- make test"
+            )
+        machine = read_machine()
+        config = load_config(machine, config_path)
+        tier = config.tier(options["tier"])
+        memory = cal.schedule(
+            "memory",
+            memory_start,
+            memory_max,
+            memory_steps,
+            options.pop("memory"),
+            factor,
+            tier.memory or machine.memory_total,
+        )
+        timeout = cal.schedule(
+            "timeout",
+            timeout_start,
+            timeout_max,
+            timeout_steps,
+            options.pop("timeout"),
+            factor,
+            tier.timeout,
+        )
+        run_options = RunOptions(
+            **options, on_load=OnLoad(on_load) if on_load else None, env=dict(env_pairs)
+        )
+        result = cal.calibrate(
+            tuple(command),
+            run_options,
+            config,
+            machine,
+            memory,
+            timeout,
+            headroom,
+            on_progress=print_progress,
+            on_event=print_event if verbose else None,
+        )
+    write_report(report_path, lambda: render_dict_json(result.to_dict()))
+    click.echo(render_calibration_table(result), err=True, nl=False)
+    if result.recommendation is not None and report_path != "-":
+        click.echo(result.recommendation.toml(result.tier), nl=False)
+    sys.exit(result.exit_code)

@@ -1,0 +1,173 @@
+"""What the commands share: option types and decorators, output checks, and the one-line
+messages on stderr, so every command parses, fails and reports alike."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tiered_run.backends import CHOICES
+from tiered_run.errors import TieredRunError, UsageError
+from tiered_run.plan import DEFAULT_INTERVAL
+from tiered_run.report import Event
+from tiered_run.spec import OnLoad
+from tiered_run.units import parse_cpus, parse_duration, parse_size
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class _Parsed(click.ParamType):
+    """A click type around one of the unit parsers, so errors read like click's own."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"malformed --env {text!r}: use KEY=VALUE")
+    return key, value
+
+
+def _list_of(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    return lambda text: tuple(parse(part) for part in text.split(","))
+
+
+SIZE = _Parsed("size", parse_size)
+DURATION = _Parsed("duration", parse_duration)
+CPUS = _Parsed("cpus", parse_cpus)
+ENV = _Parsed("KEY=VALUE", _env_pair)
+SIZES = _Parsed("sizes", _list_of(parse_size))
+DURATIONS = _Parsed("durations", _list_of(parse_duration))
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Config file."
+)
+backend_option = click.option(
+    "--backend", type=click.Choice(CHOICES), default="auto", show_default=True
+)
+interval_option = click.option(
+    "--interval", type=DURATION, default=DEFAULT_INTERVAL, help="Monitor sampling period."
+)
+cwd_option = click.option(
+    "--cwd",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Working directory of the workload.",
+)
+env_option = click.option(
+    "--env", "env_pairs", type=ENV, multiple=True, help="KEY=VALUE, repeatable."
+)
+report_option = click.option(
+    "--report", "report_path", metavar="FILE", help="Write the JSON report to FILE (- = stdout)."
+)
+junit_option = click.option(
+    "--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML."
+)
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, help="Print monitor events as they happen."
+)
+
+
+def _apply(options: list[Decorator], func: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply `options` to `func` so that help lists them in the order given."""
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The tier and ceiling options shared by every command that runs something."""
+    options = [
+        click.option("--tier", help="Tier to run in (see `tiered-run tiers`)."),
+        click.option("--cpus", type=CPUS, help="CPU list overriding the tier's, e.g. 4-19."),
+        click.option(
+            "--timeout", type=DURATION, help="Wall-time ceiling, e.g. 8, 1.5s, 2m; 0 = none."
+        ),
+        click.option("--kill-after", type=DURATION, help="Grace between SIGTERM and SIGKILL [2s]."),
+        click.option("--memory", type=SIZE, help="Hard memory ceiling for the tree, e.g. 2G."),
+        click.option("--memory-high", type=SIZE, help="Soft memory ceiling: warn and throttle."),
+        click.option("--tasks-max", type=click.IntRange(min=1), help="Processes and threads."),
+        click.option("--load-max", type=click.FloatRange(min=0), help="Host 1-min load ceiling."),
+        click.option(
+            "--pressure-max", type=click.FloatRange(0, 100), help="Host PSI some-avg10 ceiling, %."
+        ),
+        click.option(
+            "--on-load",
+            type=click.Choice([o.value for o in OnLoad]),
+            help="On a host load/pressure breach: warn, pause the tree, or kill it [warn].",
+        ),
+        click.option("--nice", type=click.IntRange(-20, 19), help="Scheduling niceness."),
+        click.option("--user", help="Run as this user, like `su - NAME` (root only)."),
+        backend_option,
+        interval_option,
+        config_option,
+    ]
+    return _apply(options, func)
+
+
+def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by `ladder` and `demo`."""
+    options = [
+        config_option,
+        backend_option,
+        interval_option,
+        report_option,
+        junit_option,
+        click.option("-q", "--quiet", is_flag=True, help="No table, only a headline on failure."),
+        verbose_option,
+    ]
+    return _apply(options, func)
+
+
+def check_writable(path: str | Path | None, option: str) -> None:
+    """Refuse an output file that could not be written, before the workload runs."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise UsageError(f"{option} {path}: directory {Path(path).parent} does not exist")
+
+
+def check_outputs(report_path: str | None, junit_path: Path | None = None) -> None:
+    """Check the --report (unless stdout) and --junit files before anything runs."""
+    check_writable(report_path if report_path != "-" else None, "--report")
+    check_writable(junit_path, "--junit")
+
+
+def write_report(report_path: str | None, render: Callable[[], str]) -> None:
+    """Write the JSON report to stdout for `-`, else to the file, if one was asked for."""
+    if report_path == "-":
+        click.echo(render(), nl=False)
+    elif report_path:
+        Path(report_path).write_text(render())
+
+
+class usage_errors:
+    """Turn library errors into one line on stderr and their exit code; never a traceback."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, err: BaseException | None, _tb: object) -> bool:
+        if isinstance(err, TieredRunError):
+            click.echo(f"tiered-run: error: {err}", err=True)
+            sys.exit(err.exit_code)
+        return False
+
+
+def print_event(event: Event) -> None:
+    click.echo(f"tiered-run: +{event.t:.2f}s {event.kind}: {event.message}", err=True)
+
+
+def print_progress(message: str) -> None:
+    click.echo(f"tiered-run: {message}", err=True)

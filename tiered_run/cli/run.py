@@ -1,0 +1,112 @@
+"""`run`, the default command, and `tiers`, which shows what a run's --tier can name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tiered_run.cli.options import (
+    check_outputs,
+    config_option,
+    cwd_option,
+    env_option,
+    junit_option,
+    limit_options,
+    print_event,
+    report_option,
+    usage_errors,
+    verbose_option,
+    write_report,
+)
+from tiered_run.config import load_config
+from tiered_run.machine import read_machine
+from tiered_run.plan import RunOptions, plan_run
+from tiered_run.spec import OnLoad
+from tiered_run.units import format_cpus, format_size
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@limit_options
+@cwd_option
+@env_option
+@click.option(
+    "--log", type=click.Path(dir_okay=False, path_type=Path), help="Also write output here."
+)
+@report_option
+@junit_option
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No summary table, only a one-line headline on failure."
+)
+@verbose_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(
+    command: tuple[str, ...],
+    config_path: Path | None,
+    env_pairs: tuple[tuple[str, str], ...],
+    report_path: str | None,
+    junit_path: Path | None,
+    quiet: bool,
+    verbose: bool,
+    **options: Any,
+) -> None:
+    """Run COMMAND (no shell, argv as given) under the tier's ceilings."""
+    from tiered_run.render import headline, render_json, render_junit, render_table
+    from tiered_run.supervisor import run as supervise
+
+    on_load = options.pop("on_load")
+    with usage_errors():
+        check_outputs(report_path, junit_path)
+        machine = read_machine()
+        config = load_config(machine, config_path)
+        spec = plan_run(
+            tuple(command),
+            RunOptions(
+                **options,
+                on_load=OnLoad(on_load) if on_load else None,
+                env=dict(env_pairs),
+            ),
+            config,
+            machine,
+        )
+        report = supervise(spec, on_event=print_event if verbose else None)
+    write_report(report_path, lambda: render_json(report))
+    if junit_path:
+        junit_path.write_text(render_junit([report]))
+    if not quiet:
+        click.echo(render_table(report), err=True)
+    elif report.exit_code != 0:
+        click.echo(headline(report), err=True)
+    sys.exit(report.exit_code)
+
+
+@click.command()
+@config_option
+def tiers(config_path: Path | None) -> None:
+    """Show the tiers this machine resolves to."""
+    from tabulate import tabulate
+
+    with usage_errors():
+        machine = read_machine()
+        config = load_config(machine, config_path)
+    rows = []
+    for tier in config.tiers.values():
+        rows.append(
+            [
+                tier.name + (" *" if tier.name == config.default_tier else ""),
+                format_cpus(tier.cpus) if tier.cpus else format_cpus(machine.cpus),
+                format_size(tier.memory) if tier.memory else "-",
+                tier.tasks_max or "-",
+                f"{tier.timeout:g} s" if tier.timeout else "-",
+                "yes" if tier.protected else "",
+                tier.description,
+            ]
+        )
+    headers = ["tier", "cpus", "memory", "tasks", "timeout", "protected", "description"]
+    click.echo(tabulate(rows, headers=headers, disable_numparse=True))
+    click.echo(
+        f"\nfrom {config.source}; * = default tier; this machine: CPUs "
+        f"{format_cpus(machine.cpus)}, {format_size(machine.memory_total)} memory"
+    )

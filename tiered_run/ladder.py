@@ -1,0 +1,196 @@
+"""Running a ladder: the steps in order, each behind a health gate that waits for the host
+to settle, stopping at the first failure so a struggling machine is not pushed further.
+"""
+
+from __future__ import annotations
+
+import enum
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tiered_run.health import SettleResult, host_dict, wait_until_settled
+from tiered_run.ladder_file import Ladder, Step
+from tiered_run.machine import HostReader, HostState
+from tiered_run.report import Event, Outcome, RunReport
+from tiered_run.spec import RunSpec
+
+LADDER_SCHEMA_VERSION = 1
+EXIT_UNHEALTHY = 120  # the host did not settle before a step
+EXIT_EXPECTATION = 1  # a step exited 0 where it was expected to breach a ceiling
+
+Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
+
+
+class StepStatus(enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+
+
+class LadderOutcome(enum.Enum):
+    PASSED = "passed"  # every step ended as expected
+    FAILED = "failed"  # at least one step did not
+    UNHEALTHY = "unhealthy"  # the host did not settle before a step; the ladder stopped
+    INTERRUPTED = "interrupted"  # tiered-run got Ctrl-C or SIGTERM
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    status: StepStatus
+    report: RunReport | None = None
+    settle: SettleResult | None = None
+    host_before: HostState | None = None
+    host_after: HostState | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        step = self.step
+        return {
+            "index": step.index,
+            "name": step.name,
+            "command": list(step.command),
+            "expect": step.expect.value,
+            "status": self.status.value,
+            "reason": self.reason,
+            "settle": None if self.settle is None else self.settle.to_dict(),
+            "host_before": host_dict(self.host_before),
+            "host_after": host_dict(self.host_after),
+            "report": None if self.report is None else self.report.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class LadderReport:
+    name: str
+    source: str
+    outcome: LadderOutcome
+    exit_code: int
+    message: str
+    wall_s: float
+    steps: tuple[StepResult, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "schema_version": LADDER_SCHEMA_VERSION,
+            "kind": "ladder",
+            "name": self.name,
+            "source": self.source,
+            "outcome": self.outcome.value,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "wall_s": round(self.wall_s, 3),
+            "steps": [result.to_dict() for result in self.steps],
+        }
+
+
+def step_passed(step: Step, report: RunReport) -> bool:
+    """A step passes when it ends as it declares: by default, exited with code 0."""
+    if report.outcome is not step.expect:
+        return False
+    return step.expect is not Outcome.EXITED or report.exit_code == 0
+
+
+def run_ladder(
+    ladder: Ladder,
+    specs: tuple[RunSpec, ...],
+    *,
+    keep_going: bool = False,
+    runner: Runner | None = None,
+    read_host: Callable[[], HostState] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_progress: Callable[[str], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> LadderReport:
+    """Run the steps in order, each behind the gate; stop at the first failure unless
+    keep_going. A host that does not settle, or an interruption, always stops the ladder.
+
+    The exit code is that of the first problem: a failing step's own code (1 if it exited
+    0 where a breach was expected), EXIT_UNHEALTHY for the gate, 130 for Ctrl-C.
+    """
+    if runner is None:
+        from tiered_run.supervisor import run as runner
+    read = read_host or HostReader().read
+    say = on_progress or (lambda _message: None)
+    keep_going = keep_going or ladder.keep_going
+    results: list[StepResult] = []
+    problems: list[tuple[LadderOutcome, int, str]] = []
+    stopped: str | None = None
+    start = clock()
+    for step, spec in zip(ladder.steps, specs, strict=True):
+        if stopped is not None:
+            results.append(StepResult(step, StepStatus.NOT_RUN, reason=stopped))
+            continue
+        try:
+            settle = (
+                wait_until_settled(ladder.settle, read, clock, sleep) if ladder.settle else None
+            )
+        except KeyboardInterrupt:
+            reason = "interrupted while waiting for the host to settle"
+            results.append(StepResult(step, StepStatus.NOT_RUN, reason=reason))
+            problems.append((LadderOutcome.INTERRUPTED, 130, f"before {step.label}: {reason}"))
+            stopped = "the ladder was interrupted"
+            continue
+        before = settle.state if settle is not None else read()
+        if settle is not None and not settle.settled:
+            reason = settle.describe()
+            results.append(StepResult(step, StepStatus.NOT_RUN, None, settle, before, None, reason))
+            problems.append((LadderOutcome.UNHEALTHY, EXIT_UNHEALTHY, f"{step.label}: {reason}"))
+            stopped = f"the host did not settle before {step.label}"
+            continue
+        if settle is not None and settle.waited_s >= 0.5:
+            say(f"{step.label}: {settle.describe()}")
+        say(f"{step.label} ({step.index}/{len(specs)}): {_short(step.command)}")
+        report = runner(spec, on_event)
+        passed, reason = step_passed(step, report), _verdict(step, report)
+        status = StepStatus.PASSED if passed else StepStatus.FAILED
+        results.append(StepResult(step, status, report, settle, before, read(), reason))
+        say(f"{step.label}: {status.value} - {reason}")
+        if report.outcome is Outcome.INTERRUPTED:
+            problems.append(
+                (LadderOutcome.INTERRUPTED, report.exit_code, f"{step.label}: {reason}")
+            )
+            stopped = "the ladder was interrupted"
+        elif not passed:
+            code = report.exit_code or EXIT_EXPECTATION
+            problems.append((LadderOutcome.FAILED, code, f"{step.label} failed: {reason}"))
+            stopped = None if keep_going else f"{step.label} failed"
+    return _summary(ladder, results, problems, stopped is not None, clock() - start)
+
+
+def _short(command: tuple[str, ...], width: int = 60) -> str:
+    text = " ".join(shlex.join(command).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _verdict(step: Step, report: RunReport) -> str:
+    ended = f"{report.outcome.value} (exit code {report.exit_code})"
+    if step.expect is not Outcome.EXITED:
+        ended = f"{ended}, expected {step.expect.value}"
+    return f"{ended}: {' '.join(report.message.split())}"
+
+
+def _summary(
+    ladder: Ladder,
+    results: list[StepResult],
+    problems: list[tuple[LadderOutcome, int, str]],
+    stopped: bool,
+    wall: float,
+) -> LadderReport:
+    """Outcome: what stopped the ladder, else failed if any step failed; code: the first's."""
+    passed = sum(r.status is StepStatus.PASSED for r in results)
+    not_run = sum(r.status is StepStatus.NOT_RUN for r in results)
+    counts = f"{passed} of {len(results)} steps passed"
+    counts += f", {not_run} not run" if not_run else ""
+    if not problems:
+        return LadderReport(
+            ladder.name, ladder.source, LadderOutcome.PASSED, 0, counts, wall, tuple(results)
+        )
+    outcome = problems[-1][0] if stopped else LadderOutcome.FAILED
+    message = f"{problems[0][2]}; {counts}"
+    return LadderReport(
+        ladder.name, ladder.source, outcome, problems[0][1], message, wall, tuple(results)
+    )
