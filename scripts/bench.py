@@ -163,6 +163,7 @@ class Settings:
     monitor_s: float
     monitor_ns: tuple[int, ...]
     monitor_peer_ns: tuple[int, ...]
+    monitor_rounds: int
     kill_rounds: int
     kill_timeout: float
     tree_size: int = 500
@@ -182,7 +183,8 @@ class Settings:
             import_rounds=10,
             monitor_s=30.0,
             monitor_ns=(10, 100, 500),
-            monitor_peer_ns=(10, 100, 500),
+            monitor_peer_ns=(10, 500),
+            monitor_rounds=3,
             kill_rounds=5,
             kill_timeout=3.0,
         )
@@ -196,6 +198,7 @@ class Settings:
             monitor_s=5.0,
             monitor_ns=(10, 500),
             monitor_peer_ns=(500,),
+            monitor_rounds=1,
             kill_rounds=1,
             kill_timeout=2.0,
             precision_rounds=2,
@@ -296,13 +299,17 @@ def interleave(
     samplers: dict[str, Callable[[], T]],
     failures: list[str],
     warmup: bool = False,
+    rounds_of: dict[str, int] | None = None,
 ) -> dict[str, list[T]]:
-    """Each round calls every sampler once, in an order rotated by one each round."""
+    """Each round calls every sampler once, in an order rotated by one each round; a
+    sampler named in `rounds_of` takes part in that many rounds only."""
     names = list(samplers)
     results: dict[str, list[T]] = {name: [] for name in names}
     for r in range(rounds + int(warmup)):
         shift = r % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
+            if rounds_of and r - int(warmup) >= rounds_of.get(name, rounds):
+                continue
             try:
                 value = samplers[name]()
             except (
@@ -730,6 +737,7 @@ class Bench:
             return sample
 
         samplers: dict[str, Callable[[], float]] = {
+            "import-none": importtime("pass", "none"),
             "import-cli": importtime("import tiered_run.cli", "cli"),
             "import-run": importtime(
                 "import tiered_run.cli, tiered_run.render, tiered_run.supervisor", "run"
@@ -738,22 +746,36 @@ class Bench:
         samplers |= {f"version-{g}": version(g) for g in self.guards(*GUARDS)}
         got = interleave(self.s.import_rounds, samplers, failures, warmup=True)
         cli, run_path = median(got["import-cli"]), median(got["import-run"])
-        top = sorted(breakdown.get("run", {}).items(), key=lambda kv: -kv[1])[:6]
+        baseline = median(got["import-none"])
+        site = breakdown.get("none", {})
+        added = {k: v - site.get(k, 0.0) for k, v in breakdown.get("run", {}).items()}
+        top = sorted(added.items(), key=lambda kv: -kv[1])[:6]
         self.add(
             Figure(
                 key="import_time",
-                label="import time of tiered_run.cli (sum of -X importtime self times)",
+                label="import time of tiered_run.cli (-X importtime, self times summed)",
                 value=cli,
                 unit="ms",
                 shown=fmt(cli, " ms"),
                 target="-",
                 passed=None,
                 verdict="-",
-                peers={"runexec": "-", "timeout": "-", "bare": "-"},
-                measured={"cli_ms": cli, "run_path_ms": run_path},
+                peers={"runexec": "-", "timeout": "-", "bare": fmt(baseline, " ms") + " (pass)"},
+                measured={
+                    "cli_ms": cli,
+                    "run_path_ms": run_path,
+                    "python_pass_ms": baseline,
+                    "run_path_by_package_ms": dict(
+                        sorted(added.items(), key=lambda kv: -kv[1])[:20]
+                    ),
+                },
                 note=f"run path (cli+render+supervisor) {fmt(run_path, ' ms')}; "
                 + ", ".join(f"{name} {ms:.0f}" for name, ms in top),
-                samples={"cli_ms": got["import-cli"], "run_path_ms": got["import-run"]},
+                samples={
+                    "cli_ms": got["import-cli"],
+                    "run_path_ms": got["import-run"],
+                    "python_pass_ms": got["import-none"],
+                },
                 failures=failures,
             )
         )
@@ -820,14 +842,15 @@ class Bench:
                 ns = self.s.monitor_ns if guard == "tiered-run" else self.s.monitor_peer_ns
                 if n in ns:
                     samplers[f"{guard}@{n}"] = cost(guard, n)
-        got = interleave(1, samplers, failures)
+        peers_once = {key: 1 for key in samplers if not key.startswith("tiered-run@")}
+        got = interleave(self.s.monitor_rounds, samplers, failures, rounds_of=peers_once)
         pct = {key: median(values) for key, values in got.items()}
 
         def cell(guard: str, n: int) -> str:
             if not self.has(guard):
                 return self.peer(guard, "")
             if f"{guard}@{n}" not in pct:
-                return "not run (--quick)"
+                return "not run"
             return fmt(pct[f"{guard}@{n}"], " %", 3)
 
         backend = self.meta_backend()
@@ -846,7 +869,8 @@ class Bench:
                     verdict=verdict,
                     peers={"runexec": cell("runexec", n), "timeout": cell("timeout", n)},
                     measured={g: pct.get(f"{g}@{n}") for g in ("tiered-run", "runexec", "timeout")},
-                    note="user+sys of the guard process alone, default interval",
+                    note="user+sys of the guard process alone, default interval; median of "
+                    f"{len(got.get(f'tiered-run@{n}', []))}",
                     samples={g: got.get(f"{g}@{n}", []) for g in ("tiered-run", "runexec")},
                     failures=[f for f in failures if f.endswith(f"@{n}") or f"@{n}," in f],
                 )
@@ -861,7 +885,7 @@ class Bench:
         peers = {}
         for guard in ("runexec", "timeout"):
             both = f"{guard}@{low}" in pct and f"{guard}@{high}" in pct
-            text = fmt(scaling(guard), "x", 2) if both else "not run (--quick)"
+            text = fmt(scaling(guard), "x", 2) if both else "not run"
             if both and scaling(guard) is None:
                 text = "n/a (no CPU used)"
             peers[guard] = self.peer(guard, text)

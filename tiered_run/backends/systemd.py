@@ -97,43 +97,48 @@ class SystemdBackend(Backend):
             stderr=subprocess.PIPE,
         )
         paths = self._wait_for_scope()
-        in_scope = {key: rel for key, rel in paths.items() if rel.endswith(self.unit)}
         if self._unified:
             mount = next(m for m in self._mounts if m.version == 2)
-            scope = mount.path / in_scope[""].lstrip("/")
+            scope = mount.path / paths[""].lstrip("/")
             # No processes where controllers are delegated: the placeholder gets a leaf too.
             keep = CgroupDir(scope / f"{PREFIX}{run_id}-keep")
             keep.mkdir()
             keep.write("cgroup.procs", self._holder.pid)
             self._view = Cgroup2Backend(mount, parent=scope)
         else:
-            own = {**own_cgroups(), **{k: in_scope[k] for k in _SCOPED_V1 if k in in_scope}}
-            self._view = Cgroup1Backend(self._mounts, own)
+            own = own_cgroups()
+            self._view = Cgroup1Backend(
+                self._mounts, {**own, **{k: paths[k] for k in _SCOPED_V1 if k in paths}}
+            )
+            # Every other hierarchy: join the scope wherever systemd put it (devices, blkio...).
             self._extra = [
-                CgroupDir(m.path / in_scope[c].lstrip("/"))
+                CgroupDir(m.path / paths[key].lstrip("/"))
                 for m in self._mounts
-                if m.version == 1
-                for c in m.controllers
-                if c in in_scope and c not in _SCOPED_V1 and c not in ("cpuset", "freezer")
+                if m.version == 1 and not m.controllers & _VIEW_V1
+                for key in sorted(m.controllers)[:1]
+                if key in paths and paths[key] != own.get(key)
             ]
         self._view.create(run_id, limits)
         self.capabilities = self._view.capabilities
 
     def _wait_for_scope(self) -> dict[str, str]:
-        """The placeholder's cgroups once systemd has moved it into the scope."""
+        """The placeholder's cgroups once the scope is complete: systemd-run only execs the
+        placeholder after systemd has finished moving it into every hierarchy."""
         assert self._holder is not None and self.unit is not None
+        proc = Path(f"/proc/{self._holder.pid}")
         deadline = time.monotonic() + _PLACEMENT_WAIT_S
         while time.monotonic() < deadline:
             if self._holder.poll() is not None:
                 error = self._holder.stderr.read().decode(errors="replace").strip()
                 raise BackendError(f"systemd-run could not create {self.unit}: {error}")
             try:
-                paths = parse_proc_cgroup(Path(f"/proc/{self._holder.pid}/cgroup").read_text())
+                if (proc / "comm").read_text().strip() == "sleep":
+                    paths = parse_proc_cgroup((proc / "cgroup").read_text())
+                    if paths.get("", "").endswith(self.unit):
+                        return paths
             except FileNotFoundError:
-                continue
-            if paths.get("", "").endswith(self.unit):
-                return paths
-            time.sleep(0.01)
+                pass
+            time.sleep(0.005)
         raise BackendError(f"systemd did not create {self.unit} within {_PLACEMENT_WAIT_S:g} s")
 
     def _require(self) -> Backend:
@@ -196,8 +201,10 @@ class SystemdBackend(Backend):
         return removed
 
 
-# Hierarchies where a delegated scope holds our leaf on a hybrid machine ("" = unified).
+# Hierarchies where a delegated scope holds our leaf on a hybrid machine ("" = unified);
+# the cpuset and freezer leaves stay below tiered-run's own groups (systemd leaves them alone).
 _SCOPED_V1 = ("memory", "pids", "cpuacct", "")
+_VIEW_V1 = frozenset({"memory", "pids", "cpuacct", "cpuset", "freezer"})
 
 
 def _stop_unit(unit: str) -> None:
