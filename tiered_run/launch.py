@@ -15,8 +15,6 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-import psutil
-
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.errors import TieredRunError
 from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
@@ -115,6 +113,8 @@ def _nproc_cap(spec: RunSpec) -> int | None:
     uid = spec.user.uid if spec.user is not None else os.getuid()
     if spec.limits.tasks_max is None or uid == 0:
         return None
+    import psutil  # only this rare path needs it; it costs every run start-up time
+
     running = sum(
         p.info["num_threads"] or 0
         for p in psutil.process_iter(["uids", "num_threads"])

@@ -13,8 +13,6 @@ import signal
 import time
 from pathlib import Path
 
-import psutil
-
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import (
     PREFIX,
@@ -71,16 +69,6 @@ def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
         if err.errno in _GONE:
             return {}
         raise
-
-
-def _processes(pids: list[int]) -> list[psutil.Process]:
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            continue
-    return procs
 
 
 def _enable(parent: CgroupDir, names: list[str]) -> None:
@@ -281,7 +269,7 @@ class Cgroup2Backend(Backend):
             tasks_peak = _int(run, "pids.peak")
             tasks_refused = _keyed(run, "pids.events").get("max", 0)
         if not {"memory", "pids"} <= controllers:
-            totals = measure(_processes(run.procs()))
+            totals = measure(run.procs())
             if "memory" not in controllers:
                 memory = totals.rss
             if "pids" not in controllers:

@@ -12,8 +12,6 @@ import ctypes
 import os
 import signal
 
-import psutil
-
 from tiered_run.backends.base import Backend, Usage
 from tiered_run.backends.proctree import measure
 from tiered_run.spec import Limits
@@ -33,7 +31,6 @@ class PlainBackend(Backend):
 
     def __init__(self) -> None:
         self._root: int | None = None
-        self._me = psutil.Process()
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -49,19 +46,26 @@ class PlainBackend(Backend):
         set_child_subreaper(True)
         self._root = pid
 
-    def _tree(self) -> list[psutil.Process]:
+    def _tree(self) -> list[int]:
         """Our descendants: the workload plus orphans the subreaper inherited. Reaps zombies."""
-        procs = []
-        for proc in self._me.children(recursive=True):
+        import psutil  # only this backend walks the tree; others never pay for the import
+
+        me = os.getpid()
+        pids = []
+        try:
+            descendants = psutil.Process(me).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for proc in descendants:
             try:
                 if proc.status() == psutil.STATUS_ZOMBIE:
-                    if proc.pid != self._root and proc.ppid() == self._me.pid:
+                    if proc.pid != self._root and proc.ppid() == me:
                         os.waitpid(proc.pid, os.WNOHANG)
                     continue
             except (psutil.NoSuchProcess, ChildProcessError):
                 continue
-            procs.append(proc)
-        return procs
+            pids.append(proc.pid)
+        return pids
 
     def sample(self) -> Usage:
         totals = measure(self._tree())
@@ -73,7 +77,7 @@ class PlainBackend(Backend):
         )
 
     def pids(self) -> list[int]:
-        return [proc.pid for proc in self._tree()]
+        return self._tree()
 
     def kill(self, sig: int) -> None:
         for pid in self.pids():

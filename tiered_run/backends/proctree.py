@@ -1,15 +1,14 @@
 """Summing what a set of processes uses, for backends without kernel counters.
 
 Its cost grows with the number of processes, which is why cgroup backends only fall back
-to it for what their hierarchy does not count.
+to it for what their hierarchy does not count. psutil is imported on first use: it costs
+start-up time that runs with kernel counters never need to pay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import psutil
 
 
 @dataclass(frozen=True)
@@ -20,13 +19,16 @@ class Totals:
     cpus: frozenset[int]
 
 
-def measure(procs: Iterable[psutil.Process]) -> Totals:
+def measure(pids: Iterable[int]) -> Totals:
     """RSS, threads, CPU time and last CPU of live processes; vanished ones are skipped."""
+    import psutil
+
     rss = threads = 0
     cpu = 0.0
     cpus = set()
-    for proc in procs:
+    for pid in pids:
         try:
+            proc = psutil.Process(pid)
             with proc.oneshot():
                 rss += proc.memory_info().rss
                 threads += proc.num_threads()
