@@ -1117,7 +1117,7 @@ class Bench:
                         "peak": data["peak_memory_bytes"],
                         "source": data["peak_memory_source"],
                         "outcome": f"{data['outcome']} (exit {data['exit_code']})",
-                        "stopped": data["outcome"] == "memory",
+                        "stopped": data["outcome"] == "memory" and data["exit_code"] == 122,
                     }
                 if result is not None:
                     values = parse_runexec(result)
@@ -1469,6 +1469,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="bench-tiered-"))
     started = time.monotonic()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_start = os.getloadavg()
     bench = Bench(settings, runexec, args.cpu, workdir)
     try:
@@ -1494,7 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = bench.probe_report
         meta = {
             "command": " ".join(["python", "scripts/bench.py", *(argv or sys.argv[1:])]),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "date": started_at,
             "duration_s": round(time.monotonic() - started, 1),
             "quick": settings.quick,
             "sections": args.sections,
