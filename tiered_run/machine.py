@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiered_run.heldfiles import HeldFiles
 from tiered_run.units import parse_cpus
 
 PSI_RESOURCES = ("cpu", "memory", "io")
@@ -39,41 +40,45 @@ def read_machine(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"))
 
 
 def _meminfo(proc_root: Path) -> dict[str, int]:
+    return _parse_meminfo((proc_root / "meminfo").read_text())
+
+
+def _parse_meminfo(text: str) -> dict[str, int]:
     values = {}
-    for line in (proc_root / "meminfo").read_text().splitlines():
+    for line in text.splitlines():
         key, _, rest = line.partition(":")
         if key in ("MemTotal", "MemAvailable"):
             values[key] = int(rest.split()[0]) * 1024
+            if len(values) == 2:
+                break
     return values
 
 
 class HostReader:
-    """Reads host load and pressure; keeps PSI file paths found once so each sample is cheap."""
+    """Reads host load, available memory and pressure from files held open (see HeldFiles),
+    so that sampling the host costs the monitor a few system calls."""
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
-        self._proc = proc_root
-        self._psi = {
-            name: proc_root / "pressure" / name
-            for name in PSI_RESOURCES
-            if (proc_root / "pressure" / name).exists()
-        }
+        self._psi = tuple(n for n in PSI_RESOURCES if (proc_root / "pressure" / n).exists())
+        self._proc = HeldFiles(proc_root, ("loadavg", "meminfo"))
+        self._pressure = HeldFiles(proc_root / "pressure", self._psi)
 
     @property
     def has_pressure(self) -> bool:
         return bool(self._psi)
 
     def read(self) -> HostState:
-        load1 = float((self._proc / "loadavg").read_text().split()[0])
+        load1 = float((self._proc.text("loadavg") or "0").split()[0])
         pressure = {}
-        for name, path in self._psi.items():
-            try:
-                first = path.read_text().split("\n", 1)[0]
-            except OSError:
-                continue
-            pressure[name] = parse_psi_avg10(first)
+        for name in self._psi:
+            text = self._pressure.text(name)
+            if text is not None:
+                pressure[name] = parse_psi_avg10(text.split("\n", 1)[0])
         return HostState(
             load1=load1,
-            memory_available=_meminfo(self._proc).get("MemAvailable", 0),
+            memory_available=_parse_meminfo(self._proc.text("meminfo") or "").get(
+                "MemAvailable", 0
+            ),
             pressure=pressure,
         )
 

@@ -21,6 +21,7 @@ from tiered_run.report import Event, TimelinePoint
 from tiered_run.spec import Limits, OnLoad
 
 TIMELINE_POINTS = 512
+HOST_PERIOD = 1.0  # host load/pressure/memory sampling when no ceiling depends on it
 
 
 def terminate_tree(backend: Backend, grace: float, hurry: threading.Event | None = None) -> int:
@@ -120,12 +121,15 @@ class Monitor:
         self.peaks = Peaks()
         self.host_start = host.read()
         self.host_last = self.host_start
+        watched = limits.load_max is not None or limits.pressure_max is not None
+        self._host_period = interval if watched else max(interval, HOST_PERIOD)
+        self._next_host = 0.0
         self.last_usage = Usage()
 
     # -- called from other threads ---------------------------------------------------------
 
     def start(self) -> None:
-        self.start_time = time.monotonic()
+        """Start sampling; the clock has run since construction, just before the spawn."""
         self._thread.start()
 
     def request(self, breach: Breach) -> None:
@@ -172,11 +176,15 @@ class Monitor:
 
     def _tick(self) -> None:
         usage = self._backend.sample()
-        host = self._host.read()
-        self.last_usage, self.host_last = usage, host
+        self.last_usage = usage
         self.peaks.add_usage(usage)
-        self.peaks.add_host(host)
-        self._watch_protected()
+        host = self.host_last
+        if (now := time.monotonic()) >= self._next_host:
+            # The host is read at every sample only when a ceiling depends on it.
+            self._next_host = now + self._host_period
+            host = self.host_last = self._host.read()
+            self.peaks.add_host(host)
+            self._watch_protected()
         self.timeline.add(
             TimelinePoint(
                 round(self.elapsed(), 3),

@@ -13,7 +13,7 @@ from tiered_run.machine import Machine
 from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.tiers import resolve_limits
 
-DEFAULT_INTERVAL = 0.2
+DEFAULT_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)

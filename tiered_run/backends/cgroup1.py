@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from cgroupspy.controllers import CpuAcctController, CpuSetController, MemoryController
+from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
 from tiered_run.backends.base import Backend, Capability, Usage
@@ -28,6 +28,7 @@ from tiered_run.backends.cgroupfs import (
     system_mounts,
 )
 from tiered_run.errors import BackendError
+from tiered_run.heldfiles import HeldFiles
 from tiered_run.spec import Limits
 from tiered_run.units import format_cpus
 
@@ -46,6 +47,13 @@ def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path],
             unified = candidate
     return parents, unified
 
+
+# Read at every monitor sample (through HeldFiles: cgroupspy opens each file every time).
+_SAMPLED = {
+    "memory": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control"),
+    "pids": ("pids.current", "pids.peak", "pids.events"),
+    "cpuacct": ("cpuacct.usage", "cpuacct.usage_percpu"),
+}
 
 _V1_CAPABILITIES = frozenset(
     {
@@ -69,6 +77,7 @@ class Cgroup1Backend(Backend):
             system_mounts() if mounts is None else mounts, own_cgroups() if own is None else own
         )
         self._dirs: dict[str, CgroupDir] = {}
+        self._counters: dict[str, HeldFiles] | None = None
         self._kill_file = False
         self.capabilities = _V1_CAPABILITIES
 
@@ -138,18 +147,20 @@ class Cgroup1Backend(Backend):
     # -- observation ----------------------------------------------------------------------
 
     def sample(self) -> Usage:
-        memory = MemoryController(_node(self._dirs["memory"].path))
-        cpuacct = CpuAcctController(_node(self._dirs["cpuacct"].path))
-        pids = self._dirs["pids"]
-        percpu = cpuacct.usage_percpu or []
+        if self._counters is None:
+            self._counters = {
+                key: HeldFiles(self._dirs[key].path, names) for key, names in _SAMPLED.items()
+            }
+        memory, pids, cpuacct = (self._counters[k] for k in ("memory", "pids", "cpuacct"))
+        percpu = (cpuacct.text("cpuacct.usage_percpu") or "").split()
         return Usage(
-            memory=memory.usage_in_bytes,
-            memory_peak=memory.max_usage_in_bytes,
-            tasks=int(pids.read("pids.current")),
-            tasks_peak=_read_optional_int(pids, "pids.peak"),
-            cpu_s=(cpuacct.usage or 0) / 1e9,
-            cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
-            oom_kills=int((memory.oom_control or {}).get("oom_kill", 0)),
+            memory=memory.int("memory.usage_in_bytes"),
+            memory_peak=memory.int("memory.max_usage_in_bytes"),
+            tasks=pids.int("pids.current"),
+            tasks_peak=pids.int("pids.peak"),
+            cpu_s=(cpuacct.int("cpuacct.usage") or 0) / 1e9,
+            cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if int(ns) > 0),
+            oom_kills=memory.keyed("memory.oom_control").get("oom_kill", 0),
             tasks_refused=pids.keyed("pids.events").get("max", 0),
         )
 
@@ -194,6 +205,9 @@ class Cgroup1Backend(Backend):
             time.sleep(0.002)
 
     def remove(self) -> None:
+        for counters in (self._counters or {}).values():
+            counters.close()
+        self._counters = None
         errors = []
         for key, group in reversed(list(self._dirs.items())):
             try:
@@ -222,10 +236,3 @@ class Cgroup1Backend(Backend):
 
 def _node(path: Path) -> Node:
     return Node(str(path).encode())
-
-
-def _read_optional_int(group: CgroupDir, name: str) -> int | None:
-    try:
-        return int(group.read(name))
-    except (FileNotFoundError, ValueError):
-        return None

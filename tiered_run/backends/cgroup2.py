@@ -29,11 +29,22 @@ from tiered_run.backends.cgroupfs import (
 )
 from tiered_run.backends.proctree import measure
 from tiered_run.errors import BackendError
+from tiered_run.heldfiles import HeldFiles
 from tiered_run.spec import Limits
 from tiered_run.units import format_cpus
 
 # Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
 WANTED = ("cpuset", "memory", "pids", "cpu")
+# Read at every monitor sample, held open (see HeldFiles).
+_SAMPLED = (
+    "memory.current",
+    "memory.peak",
+    "memory.events",
+    "pids.current",
+    "pids.peak",
+    "pids.events",
+    "cpu.stat",
+)
 # A file that vanished, or a cgroup removed while we held it open.
 _GONE = (errno.ENOENT, errno.ENODEV)
 
@@ -49,17 +60,6 @@ def _words(group: CgroupDir, name: str) -> set[str]:
         return {word.lstrip("+") for word in group.read(name).split()}
     except FileNotFoundError:
         return set()
-
-
-def _int(group: CgroupDir, name: str) -> int | None:
-    try:
-        return int(group.read(name).strip())
-    except OSError as err:
-        if err.errno in _GONE:
-            return None
-        raise
-    except ValueError:  # "max"
-        return None
 
 
 def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
@@ -123,6 +123,7 @@ class Cgroup2Backend(Backend):
         self.capabilities: frozenset[Capability] = frozenset()
         self._dir: CgroupDir | None = None
         self._controllers: frozenset[str] = frozenset()
+        self._counters: HeldFiles | None = None
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -256,25 +257,27 @@ class Cgroup2Backend(Backend):
         run = self._dir
         if run is None:
             return Usage()
-        controllers = self._controllers
+        if self._counters is None:
+            self._counters = HeldFiles(run.path, _SAMPLED)
+        counters, controllers = self._counters, self._controllers
         memory = memory_peak = tasks = tasks_peak = None
         oom_kills = memory_high_events = tasks_refused = 0
         if "memory" in controllers:
-            memory = _int(run, "memory.current")
-            memory_peak = _int(run, "memory.peak")
-            events = _keyed(run, "memory.events")
+            memory = counters.int("memory.current")
+            memory_peak = counters.int("memory.peak")
+            events = counters.keyed("memory.events")
             oom_kills, memory_high_events = events.get("oom_kill", 0), events.get("high", 0)
         if "pids" in controllers:
-            tasks = _int(run, "pids.current")
-            tasks_peak = _int(run, "pids.peak")
-            tasks_refused = _keyed(run, "pids.events").get("max", 0)
+            tasks = counters.int("pids.current")
+            tasks_peak = counters.int("pids.peak")
+            tasks_refused = counters.keyed("pids.events").get("max", 0)
         if not {"memory", "pids"} <= controllers:
             totals = measure(run.procs())
             if "memory" not in controllers:
                 memory = totals.rss
             if "pids" not in controllers:
                 tasks = totals.threads
-        usage_usec = _keyed(run, "cpu.stat").get("usage_usec")
+        usage_usec = counters.keyed("cpu.stat").get("usage_usec")
         return Usage(
             memory=memory,
             memory_peak=memory_peak,
@@ -310,6 +313,9 @@ class Cgroup2Backend(Backend):
             time.sleep(0.005)
 
     def remove(self) -> None:
+        if self._counters is not None:
+            self._counters.close()
+            self._counters = None
         if self._dir is not None:
             self._dir.rmdir()
 

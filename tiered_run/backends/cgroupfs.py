@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiered_run.errors import BackendError
+from tiered_run.heldfiles import parse_keyed
 
 PREFIX = "tiered-run-"
 
@@ -122,12 +123,7 @@ class CgroupDir:
 
     def keyed(self, name: str) -> dict[str, int]:
         """A `key value` per line file (memory.events, pids.events, cpu.stat)."""
-        result = {}
-        for line in self.read(name).splitlines():
-            key, _, value = line.partition(" ")
-            if value.strip().lstrip("-").isdigit():
-                result[key] = int(value)
-        return result
+        return parse_keyed(self.read(name))
 
     def procs(self) -> list[int]:
         try:
