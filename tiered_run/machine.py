@@ -67,6 +67,10 @@ class HostReader:
     def has_pressure(self) -> bool:
         return bool(self._psi)
 
+    def close(self) -> None:
+        self._proc.close()
+        self._pressure.close()
+
     def read(self) -> HostState:
         load1 = float((self._proc.text("loadavg") or "0").split()[0])
         pressure = {}

@@ -85,6 +85,7 @@ class Supervisor:
         backend.cleanup_stale()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         tee = Tee(spec.log) if spec.log is not None else None
+        host = HostReader()
         sentinel: Sentinel | None = None
         try:
             backend.create(self.run_id, spec.limits)
@@ -94,7 +95,7 @@ class Supervisor:
                 backend,
                 spec.limits,
                 spec.interval,
-                HostReader(),
+                host,
                 spec.protected_cpus,
                 self.on_event,
             )
@@ -143,6 +144,7 @@ class Supervisor:
                     tee.close()
                 backend.remove()
             finally:
+                host.close()
                 if sentinel is not None:
                     sentinel.release()
 
@@ -198,7 +200,7 @@ class Supervisor:
         wall: float | None = None,
     ) -> RunReport:
         spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
-        host_end = monitor.host_last if monitor.timeline.points else HostReader().read()
+        host_end = monitor.host_last
         return RunReport(
             run_id=self.run_id,
             command=spec.command,
