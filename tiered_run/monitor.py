@@ -124,7 +124,6 @@ class Monitor:
         watched = limits.load_max is not None or limits.pressure_max is not None
         self._host_period = interval if watched else max(interval, HOST_PERIOD)
         self._next_host = 0.0
-        self.last_usage = Usage()
 
     # -- called from other threads ---------------------------------------------------------
 
@@ -176,7 +175,6 @@ class Monitor:
 
     def _tick(self) -> None:
         usage = self._backend.sample()
-        self.last_usage = usage
         self.peaks.add_usage(usage)
         host = self.host_last
         if (now := time.monotonic()) >= self._next_host:
