@@ -1,0 +1,1 @@
+"""The benchmark behind scripts/bench.py: guards, workloads, sections and their figures."""
