@@ -31,15 +31,16 @@ def select_backend(requested: str = "auto", tier: str | None = None) -> tuple[Ba
     if SystemdBackend.unusable_reason() is None:
         backend = SystemdBackend(tier)
         return backend, f"systemd is PID 1: transient scope in {backend.slice}"
-    v2_problem = Cgroup2Backend.unusable_reason()
-    v2_missing = Cgroup2Backend.missing_controllers() if v2_problem is None else ()
-    if v2_problem is None and not v2_missing:
+    # Controllers first: on a hybrid machine this spares every start the cgroup2 probe.
+    v2_missing = Cgroup2Backend.missing_controllers()
+    if not v2_missing and Cgroup2Backend.unusable_reason() is None:
         return Cgroup2Backend(), "cgroup v2 with cpuset, memory and pids controllers"
     v1_problem = Cgroup1Backend.unusable_reason()
     if v1_problem is None:
-        return Cgroup1Backend(), "cgroup v1 controllers" + (
-            " (hybrid: cgroup2 mount used for kill and freeze)" if v2_problem is None else ""
-        )
+        backend = Cgroup1Backend()
+        hybrid = " (hybrid: cgroup2 mount used for kill and freeze)" if backend.hybrid else ""
+        return backend, f"cgroup v1 controllers{hybrid}"
+    v2_problem = Cgroup2Backend.unusable_reason()
     if v2_problem is None:
         return Cgroup2Backend(), (
             f"cgroup v2 without {', '.join(v2_missing)} controllers ({v1_problem}); "

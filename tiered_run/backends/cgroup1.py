@@ -81,6 +81,11 @@ class Cgroup1Backend(Backend):
         self._kill_file = False
         self.capabilities = _V1_CAPABILITIES
 
+    @property
+    def hybrid(self) -> bool:
+        """Whether runs also join the controller-less cgroup2 mount (kill, freeze, tree)."""
+        return self._unified_parent is not None
+
     @classmethod
     def unusable_reason(cls) -> str | None:
         mounts = system_mounts()

@@ -155,8 +155,12 @@ class Cgroup2Backend(Backend):
 
     @classmethod
     def missing_controllers(cls) -> tuple[str, ...]:
-        """Which of cpuset, memory and pids our cgroup cannot delegate (all of them on hybrid)."""
-        available = _words(CgroupDir(cls().parent), "cgroup.controllers")
+        """Which of cpuset, memory and pids our cgroup cannot delegate (all of them on hybrid,
+        or without a cgroup2 mount); a cheap read, unlike the probe of `unusable_reason`."""
+        try:
+            available = _words(CgroupDir(cls().parent), "cgroup.controllers")
+        except (BackendError, OSError):
+            available = set()
         return tuple(name for name in ("cpuset", "memory", "pids") if name not in available)
 
     @property
