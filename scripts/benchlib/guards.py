@@ -3,6 +3,7 @@ checkout; and which guards are missing here, so that their column says so."""
 
 from __future__ import annotations
 
+import compileall
 import itertools
 import os
 import shutil
@@ -68,6 +69,9 @@ class Guards:
         env.pop("TIERED_RUN_CONFIG", None)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         self.env = env
+        # As `pip install` does: otherwise, under PYTHONDONTWRITEBYTECODE, every start
+        # would compile the modules changed since their bytecode was last written.
+        compileall.compile_dir(REPO / "tiered_run", quiet=1)
         self._ids = itertools.count()
         tools = all(shutil.which(t) for t in ("timeout", "taskset", "prlimit"))
         self.missing = {

@@ -52,7 +52,7 @@ def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path],
 _SAMPLED = {
     "memory": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control"),
     "pids": ("pids.current", "pids.peak", "pids.events"),
-    "cpuacct": ("cpuacct.usage", "cpuacct.usage_percpu"),
+    "cpuacct": ("cpuacct.usage_percpu",),
 }
 
 _V1_CAPABILITIES = frozenset(
@@ -157,14 +157,14 @@ class Cgroup1Backend(Backend):
                 key: HeldFiles(self._dirs[key].path, names) for key, names in _SAMPLED.items()
             }
         memory, pids, cpuacct = (self._counters[k] for k in ("memory", "pids", "cpuacct"))
-        percpu = (cpuacct.text("cpuacct.usage_percpu") or "").split()
+        percpu = [int(ns) for ns in (cpuacct.text("cpuacct.usage_percpu") or "").split()]
         return Usage(
             memory=memory.int("memory.usage_in_bytes"),
             memory_peak=memory.int("memory.max_usage_in_bytes"),
             tasks=pids.int("pids.current"),
             tasks_peak=pids.int("pids.peak"),
-            cpu_s=(cpuacct.int("cpuacct.usage") or 0) / 1e9,
-            cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if int(ns) > 0),
+            cpu_s=sum(percpu) / 1e9,  # cpuacct.usage is this same sum
+            cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
             oom_kills=memory.keyed("memory.oom_control").get("oom_kill", 0),
             tasks_refused=pids.keyed("pids.events").get("max", 0),
         )
