@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import IS_ROOT
@@ -42,7 +41,6 @@ def test_the_packaged_demo_is_valid_and_uses_this_python():
 @pytest.mark.parametrize("backend", ["auto", "plain"])
 def test_demo_end_to_end(backend, tmp_path):
     report = tmp_path / "demo.json"
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "tiered_run", "demo", "--backend", backend, "--report", str(report)],
         capture_output=True,
@@ -50,9 +48,7 @@ def test_demo_end_to_end(backend, tmp_path):
         timeout=60,
         cwd=tmp_path,
     )
-    elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
-    assert elapsed < 30
     data = json.loads(report.read_text())
     assert data["outcome"] == "passed"
     steps = {s["name"]: s for s in data["steps"]}
