@@ -89,11 +89,11 @@ class Result:
     report: dict | None
 
 
-def run_cli(*args: str, tmp_path: Path, timeout: float = 90) -> Result:
-    """`tiered-run run --report FILE ARGS...`; returns its exit code, output and report."""
+def run_cli(*args: str, tmp_path: Path, command: str = "run", timeout: float = 90) -> Result:
+    """`tiered-run COMMAND --report FILE ARGS...`; returns its exit code, output and report."""
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     proc = subprocess.run(
-        guard_argv("run", "--report", str(report), *args),
+        guard_argv(command, "--report", str(report), *args),
         capture_output=True,
         timeout=timeout,
         cwd=tmp_path,

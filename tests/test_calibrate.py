@@ -3,13 +3,11 @@ runner, and real hunts for a workload whose need is known."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tomllib
 
 import pytest
-from conftest import IS_ROOT
+from conftest import IS_ROOT, run_cli
 
 from tiered_run.calibrate import (
     CalibrationOutcome,
@@ -181,32 +179,23 @@ def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
 TOUCH_150M = 'x = b"\\x01" * (150 << 20)'
 
 
-def cli_calibrate(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    path = tmp_path / "calibration.json"
-    proc = subprocess.run(
-        [PY, "-m", "tiered_run", "calibrate", "--report", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=tmp_path,
-    )
-    return proc, json.loads(path.read_text())
-
-
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
 def test_finds_the_memory_a_workload_needs(tmp_path):
-    proc, data = cli_calibrate(
-        tmp_path,
+    proc = run_cli(
         *("--memory-start", "64M", "--factor", "2", "--memory-max", "1G", "--timeout", "20"),
         *("--", PY, "-c", TOUCH_150M),
+        tmp_path=tmp_path,
+        command="calibrate",
     )
+    data = proc.report
     assert proc.returncode == 0, proc.stderr
     outcomes = [a["outcome"] for a in data["attempts"]]
     assert outcomes[:2] == ["memory", "memory"] and outcomes[-1] == "exited"
     assert [a["memory_bytes"] for a in data["attempts"]] == [64 * MiB, 128 * MiB, 256 * MiB]
     assert data["outcome"] == "calibrated" and data["schema_version"] == 1
-    snippet = tomllib.loads(proc.stdout[proc.stdout.index("# paste into") :])
+    stdout = proc.stdout.decode()
+    snippet = tomllib.loads(stdout[stdout.index("# paste into") :])
     assert parse_size(snippet["memory"]) >= parse_size(snippet["memory_high"]) >= 150 * MiB
     assert parse_size(snippet["memory"]) >= data["attempts"][-1]["peak_memory_bytes"]
     assert parse_duration(snippet["timeout"]) >= 1
@@ -216,9 +205,12 @@ def test_finds_the_memory_a_workload_needs(tmp_path):
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
 def test_stops_on_a_test_failure_after_one_attempt(tmp_path):
-    proc, data = cli_calibrate(
-        tmp_path, "--memory-start", "64M", "--", PY, "-c", "raise SystemExit(3)"
+    proc = run_cli(
+        *("--memory-start", "64M", "--", PY, "-c", "raise SystemExit(3)"),
+        tmp_path=tmp_path,
+        command="calibrate",
     )
+    data = proc.report
     assert proc.returncode == 3
     assert len(data["attempts"]) == 1 and data["outcome"] == "failed"
     assert data["recommendation"] is None

@@ -3,14 +3,13 @@ logic on a fake runner, and real ladders against the kernel."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT
+from conftest import IS_ROOT, run_cli
 
 from tiered_run.config import load_config
 from tiered_run.errors import UsageError
@@ -327,23 +326,14 @@ command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
     return write(tmp_path, text), marker
 
 
-def cli_ladder(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    report = tmp_path / "ladder.json"
-    proc = subprocess.run(
-        [PY, "-m", "tiered_run", "ladder", "--report", str(report), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=tmp_path,
-    )
-    return proc, json.loads(report.read_text())
-
-
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
 def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
     path, marker = real_ladder(tmp_path)
-    proc, data = cli_ladder(tmp_path, str(path), "--junit", str(tmp_path / "j.xml"))
+    proc = run_cli(
+        str(path), "--junit", str(tmp_path / "j.xml"), tmp_path=tmp_path, command="ladder"
+    )
+    data = proc.report
     assert proc.returncode == EXIT_MEMORY, proc.stderr
     assert not marker.exists()
     assert data["schema_version"] == 1 and data["outcome"] == "failed"
@@ -362,7 +352,8 @@ def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
 @pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
 def test_keep_going_runs_the_step_after_a_breach(tmp_path):
     path, marker = real_ladder(tmp_path)
-    proc, data = cli_ladder(tmp_path, str(path), "--keep-going")
+    proc = run_cli(str(path), "--keep-going", tmp_path=tmp_path, command="ladder")
+    data = proc.report
     assert proc.returncode == EXIT_MEMORY, proc.stderr
     assert marker.exists()
     assert [s["status"] for s in data["steps"]] == ["passed", "failed", "passed"]
@@ -379,7 +370,8 @@ interval = "0.1s"
 name = "never"
 command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
 """
-    proc, data = cli_ladder(tmp_path, str(write(tmp_path, text)))
+    proc = run_cli(str(write(tmp_path, text)), tmp_path=tmp_path, command="ladder")
+    data = proc.report
     assert proc.returncode == EXIT_UNHEALTHY
     assert not marker.exists()
     assert data["outcome"] == "unhealthy"
