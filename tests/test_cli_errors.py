@@ -1,4 +1,4 @@
-"""Bad input is refused before anything runs: exit 2, one line naming problem and fix."""
+"""Bad input is refused before anything runs: exit 125, one line naming problem and fix."""
 
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
-def test_bad_input_exits_2_with_one_line_and_starts_nothing(case, tmp_path):
+def test_bad_input_exits_125_with_one_line_and_starts_nothing(case, tmp_path):
     args, *needles = BAD[case]
     marker = tmp_path / "started"
     proc = tiered_run(*args, *touch_cmd(marker), cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 125, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr
     message = lines[-1]
@@ -63,7 +63,7 @@ def test_bad_input_exits_2_with_one_line_and_starts_nothing(case, tmp_path):
 
 def test_missing_command_is_a_usage_error(tmp_path):
     proc = tiered_run("--timeout", "8", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 125
     assert "no command given" in proc.stderr and "--" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -80,7 +80,7 @@ def test_user_option_refused_when_not_root(tmp_path):
         pytest.skip(f"{PY} is not executable by nobody")
     if "No module named" in proc.stderr:
         pytest.skip("this Python install is not readable by nobody")
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 125, proc.stderr
     assert "needs root" in proc.stderr
     assert not marker.exists()
 
@@ -89,7 +89,7 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     config = tmp_path / "tiered-run.toml"
     config.write_text('[tiers.fast]\ncpus = "0"\nmemroy = "1G"\n')
     proc = tiered_run("--tier", "fast", "--", "true", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 125
     assert str(config) in proc.stderr and "memroy" in proc.stderr and "tiers.fast" in proc.stderr
 
 
@@ -97,7 +97,7 @@ def test_tier_whose_cpus_this_machine_lacks_is_refused(tmp_path):
     config = tmp_path / "tiered-run.toml"
     config.write_text(f'[tiers.big]\ncpus = "{max(ONLINE_CPUS) + 1}-{max(ONLINE_CPUS) + 16}"\n')
     proc = tiered_run("--tier", "big", "--", "true", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 125
     assert "tier 'big'" in proc.stderr and "not online" in proc.stderr
 
 

@@ -200,7 +200,7 @@ memory = "12 potatoes"
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 125
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert 'step 2 "second": memory: malformed size' in proc.stderr
     assert not marker.exists()

@@ -89,6 +89,7 @@ JSON_KEYS = {
     "memory_high_exceeded",
     "host",
     "log",
+    "warnings",
     "events",
     "timeline",
 }

@@ -135,7 +135,7 @@ def test_protected_tier_is_refused():
     host = machine(20)
     with pytest.raises(UsageError, match="protected") as excinfo:
         resolve_limits(default_tiers(host)["system"], host, {})
-    assert excinfo.value.exit_code == 2
+    assert excinfo.value.exit_code == 125
     assert "'system'" in str(excinfo.value)
 
 
@@ -319,7 +319,7 @@ def test_config_problem_names_the_file_and_the_key(tmp_path, text, key):
     message = str(excinfo.value)
     assert str(path) in message
     assert key in message
-    assert excinfo.value.exit_code == 2
+    assert excinfo.value.exit_code == 125
 
 
 def test_protected_given_as_a_string_is_not_silently_true(tmp_path):
@@ -478,7 +478,7 @@ def test_example_is_refused_on_a_2_cpu_machine_naming_cpus(example_config):
     config = load_config(host, example_config)
     with pytest.raises(UsageError) as excinfo:
         resolve_limits(config.tier("aimgr"), host, {})
-    assert excinfo.value.exit_code == 2
+    assert excinfo.value.exit_code == 125
     message = str(excinfo.value)
     assert "CPUs" in message
     assert "online: 0-1" in message

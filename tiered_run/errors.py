@@ -10,9 +10,10 @@ class TieredRunError(Exception):
 
 
 class UsageError(TieredRunError):
-    """Bad input: nothing was started (exit 2). The message says what and how to fix it."""
+    """Bad input: nothing was started. Exit 125, as for `timeout`, `env` and `nice`, so
+    it cannot be mistaken for a workload's own 2. The message says what and how to fix it."""
 
-    exit_code = 2
+    exit_code = 125
 
 
 class BackendError(TieredRunError):

@@ -44,6 +44,7 @@ def render_table(report: RunReport) -> str:
     from tabulate import tabulate  # imported here: it costs start-up time of every run
 
     lines = [headline(report), tabulate(rows, tablefmt="plain", disable_numparse=True)]
+    lines.extend(f"warning: {_one_line(warning)}" for warning in report.warnings)
     if report.events:
         lines.append("events:")
         lines.extend(

@@ -114,6 +114,9 @@ class RunReport:
     memory_high_exceeded: bool
     host: HostSummary | None
     log: str | None
+    # Things that went wrong around the run without changing its outcome: a log that
+    # could not be written, a watchdog that was killed, a cgroup that could not be removed.
+    warnings: tuple[str, ...] = ()
     events: tuple[Event, ...] = ()
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
 
@@ -125,6 +128,7 @@ class RunReport:
         data["cpus_seen"] = None if self.cpus_seen is None else list(self.cpus_seen)
         data["signal_name"] = signal_name(self.signal)
         data["enforced_by_kernel"] = list(self.enforced_by_kernel)
+        data["warnings"] = list(self.warnings)
         if self.host is not None:
             data["host"]["protected_cpus"] = list(self.host.protected_cpus)
         return {"schema_version": SCHEMA_VERSION, **data}

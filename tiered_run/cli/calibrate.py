@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tiered_run import signals, streams
 from tiered_run.cli.options import (
     DURATION,
     DURATIONS,
     SIZE,
     SIZES,
+    EventPrinter,
     check_outputs,
     cwd_option,
     env_option,
     limit_options,
-    print_event,
     print_progress,
     report_option,
-    usage_errors,
     verbose_option,
     write_report,
 )
@@ -73,7 +72,7 @@ def calibrate(
     factor: float,
     headroom: float,
     **options: Any,
-) -> None:
+) -> int:
     """Find the memory and time COMMAND needs: run it under escalating ceilings until it
     passes, then print recommended ceilings as TOML for a tier.
 
@@ -84,36 +83,37 @@ def calibrate(
     from tiered_run.render import render_calibration_table, render_dict_json
 
     on_load = options.pop("on_load")
-    with usage_errors():
-        check_outputs(report_path)
-        if not command:
-            raise UsageError(
-                "no command given; put it after --, e.g. tiered-run calibrate -- make test"
-            )
-        machine = read_machine()
-        config = load_config(machine, config_path)
-        tier = config.tier(options["tier"])
-        memory = cal.schedule(
-            "memory",
-            memory_start,
-            memory_max,
-            memory_steps,
-            options.pop("memory"),
-            factor,
-            tier.memory or machine.memory_total,
+    check_outputs(report_path)
+    if not command:
+        raise UsageError(
+            "no command given; put it after --, e.g. tiered-run calibrate -- make test"
         )
-        timeout = cal.schedule(
-            "timeout",
-            timeout_start,
-            timeout_max,
-            timeout_steps,
-            options.pop("timeout"),
-            factor,
-            tier.timeout,
-        )
-        run_options = RunOptions(
-            **options, on_load=OnLoad(on_load) if on_load else None, env=dict(env_pairs)
-        )
+    machine = read_machine()
+    config = load_config(machine, config_path)
+    tier = config.tier(options["tier"])
+    memory = cal.schedule(
+        "memory",
+        memory_start,
+        memory_max,
+        memory_steps,
+        options.pop("memory"),
+        factor,
+        tier.memory or machine.memory_total,
+    )
+    timeout = cal.schedule(
+        "timeout",
+        timeout_start,
+        timeout_max,
+        timeout_steps,
+        options.pop("timeout"),
+        factor,
+        tier.timeout,
+    )
+    run_options = RunOptions(
+        **options, on_load=OnLoad(on_load) if on_load else None, env=dict(env_pairs)
+    )
+    printer = EventPrinter() if verbose else None
+    try:
         result = cal.calibrate(
             tuple(command),
             run_options,
@@ -123,10 +123,14 @@ def calibrate(
             timeout,
             headroom,
             on_progress=print_progress,
-            on_event=print_event if verbose else None,
+            on_event=printer,
         )
-    write_report(report_path, lambda: render_dict_json(result.to_dict()))
-    click.echo(render_calibration_table(result), err=True, nl=False)
-    if result.recommendation is not None and report_path != "-":
-        click.echo(result.recommendation.toml(result.tier), nl=False)
-    sys.exit(result.exit_code)
+    finally:
+        if printer is not None:
+            printer.close()
+    with signals.finishing(result.exit_code):
+        write_report(report_path, lambda: render_dict_json(result.to_dict()))
+        streams.err(render_calibration_table(result))
+        if result.recommendation is not None and report_path != "-":
+            streams.out(result.recommendation.toml(result.tier))
+    return result.exit_code

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tiered_run import signals, streams
 from tiered_run.cli.options import (
+    EventPrinter,
     check_outputs,
     ladder_options,
-    print_event,
     print_progress,
-    usage_errors,
+    write_output,
     write_report,
 )
 from tiered_run.config import load_config
@@ -24,7 +24,7 @@ from tiered_run.machine import read_machine
 @click.argument("ladder_file", type=click.Path(dir_okay=False, path_type=Path))
 @ladder_options
 @click.option("--keep-going", is_flag=True, help="Run every step even after one fails.")
-def ladder(ladder_file: Path, keep_going: bool, **options: Any) -> None:
+def ladder(ladder_file: Path, keep_going: bool, **options: Any) -> int:
     """Run the steps of LADDER_FILE in order, each under its ceilings, waiting for the host
     to settle before each; stop at the first step that fails.
 
@@ -33,20 +33,18 @@ def ladder(ladder_file: Path, keep_going: bool, **options: Any) -> None:
     """
     from tiered_run.ladder_file import load_ladder
 
-    with usage_errors():
-        steps = load_ladder(ladder_file)
-    _run_ladder(steps, keep_going, **options)
+    return _run_ladder(load_ladder(ladder_file), keep_going, **options)
 
 
 @click.command()
 @ladder_options
-def demo(**options: Any) -> None:
+def demo(**options: Any) -> int:
     """Show what the guard does on this machine: a built-in ladder of short workloads that
     each meet a ceiling (memory hog, escaping daemon, fork storm, timeout); exit 0 when
     every step ends as expected."""
     from tiered_run.demo import demo_ladder
 
-    _run_ladder(demo_ladder(), True, **options)
+    return _run_ladder(demo_ladder(), True, **options)
 
 
 def _run_ladder(
@@ -59,7 +57,7 @@ def _run_ladder(
     junit_path: Path | None,
     quiet: bool,
     verbose: bool,
-) -> None:
+) -> int:
     from tiered_run.ladder import run_ladder
     from tiered_run.ladder_file import plan_ladder
     from tiered_run.render import (
@@ -69,23 +67,28 @@ def _run_ladder(
         render_ladder_table,
     )
 
-    with usage_errors():
-        check_outputs(report_path, junit_path)
-        machine = read_machine()
-        config = load_config(machine, config_path)
-        specs = plan_ladder(steps, config, machine, backend, interval)
+    check_outputs(report_path, junit_path)
+    machine = read_machine()
+    config = load_config(machine, config_path)
+    specs = plan_ladder(steps, config, machine, backend, interval)
+    printer = EventPrinter() if verbose else None
+    try:
         result = run_ladder(
             steps,
             specs,
             keep_going=keep_going,
             on_progress=None if quiet else print_progress,
-            on_event=print_event if verbose else None,
+            on_event=printer,
         )
-    write_report(report_path, lambda: render_dict_json(result.to_dict()))
-    if junit_path:
-        junit_path.write_text(render_ladder_junit(result))
-    if not quiet:
-        click.echo(render_ladder_table(result), err=True, nl=False)
-    elif result.exit_code != 0:
-        click.echo(ladder_headline(result), err=True)
-    sys.exit(result.exit_code)
+    finally:
+        if printer is not None:
+            printer.close()
+    with signals.finishing(result.exit_code):
+        write_report(report_path, lambda: render_dict_json(result.to_dict()))
+        if junit_path:
+            write_output(junit_path, lambda: render_ladder_junit(result), "--junit")
+        if not quiet:
+            streams.err(render_ladder_table(result))
+        elif result.exit_code != 0:
+            streams.err(ladder_headline(result))
+    return result.exit_code

@@ -4,15 +4,17 @@ messages on stderr, so every command parses, fails and reports alike."""
 from __future__ import annotations
 
 import functools
-import sys
+import queue
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tiered_run import streams
 from tiered_run.backends import CHOICES
-from tiered_run.errors import TieredRunError, UsageError
+from tiered_run.errors import UsageError
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad
@@ -145,29 +147,47 @@ def check_outputs(report_path: str | None, junit_path: Path | None = None) -> No
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
-    """Write the JSON report to stdout for `-`, else to the file, if one was asked for."""
+    """Write the JSON report to stdout for `-`, else to the file, if one was asked for.
+
+    A report that cannot be written after the run is a warning: the run's exit code stands.
+    """
     if report_path == "-":
-        click.echo(render(), nl=False)
+        streams.out(render())
     elif report_path:
-        Path(report_path).write_text(render())
+        write_output(Path(report_path), render, "--report")
 
 
-class usage_errors:
-    """Turn library errors into one line on stderr and their exit code; never a traceback."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, err: BaseException | None, _tb: object) -> bool:
-        if isinstance(err, TieredRunError):
-            click.echo(f"tiered-run: error: {err}", err=True)
-            sys.exit(err.exit_code)
-        return False
+def write_output(path: Path, render: Callable[[], str], option: str) -> None:
+    try:
+        path.write_text(render(), encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
 
 
-def print_event(event: Event) -> None:
-    click.echo(f"tiered-run: +{event.t:.2f}s {event.kind}: {event.message}", err=True)
+class EventPrinter:
+    """Prints monitor events on stderr from a thread of its own.
+
+    The monitor only puts an event in a queue, which never blocks and never fails, so a
+    slow or broken stderr (`2>&1 | true`) cannot stall or kill enforcement.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._print, name="tiered-run-events", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: Event) -> None:
+        self._queue.put(event)
+
+    def _print(self) -> None:
+        while (event := self._queue.get()) is not None:
+            streams.err(f"tiered-run: +{event.t:.2f}s {event.kind}: {event.message}")
+
+    def close(self, wait_s: float = 1.0) -> None:
+        """Print what is queued (for at most `wait_s`), then stop."""
+        self._queue.put(None)
+        self._thread.join(wait_s)
 
 
 def print_progress(message: str) -> None:
-    click.echo(f"tiered-run: {message}", err=True)
+    streams.err(f"tiered-run: {message}")

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tiered_run import signals, streams
 from tiered_run.cli.options import (
+    EventPrinter,
     check_outputs,
     config_option,
     cwd_option,
     env_option,
     junit_option,
     limit_options,
-    print_event,
     report_option,
-    usage_errors,
     verbose_option,
+    write_output,
     write_report,
 )
 from tiered_run.config import load_config
@@ -51,46 +51,50 @@ def run(
     quiet: bool,
     verbose: bool,
     **options: Any,
-) -> None:
+) -> int:
     """Run COMMAND (no shell, argv as given) under the tier's ceilings."""
     from tiered_run.render import headline, render_json, render_junit, render_table
     from tiered_run.supervisor import run as supervise
 
     on_load = options.pop("on_load")
-    with usage_errors():
-        check_outputs(report_path, junit_path)
-        machine = read_machine()
-        config = load_config(machine, config_path)
-        spec = plan_run(
-            tuple(command),
-            RunOptions(
-                **options,
-                on_load=OnLoad(on_load) if on_load else None,
-                env=dict(env_pairs),
-            ),
-            config,
-            machine,
-        )
-        report = supervise(spec, on_event=print_event if verbose else None)
-    write_report(report_path, lambda: render_json(report))
-    if junit_path:
-        junit_path.write_text(render_junit([report]))
-    if not quiet:
-        click.echo(render_table(report), err=True)
-    elif report.exit_code != 0:
-        click.echo(headline(report), err=True)
-    sys.exit(report.exit_code)
+    check_outputs(report_path, junit_path)
+    machine = read_machine()
+    config = load_config(machine, config_path)
+    spec = plan_run(
+        tuple(command),
+        RunOptions(
+            **options,
+            on_load=OnLoad(on_load) if on_load else None,
+            env=dict(env_pairs),
+        ),
+        config,
+        machine,
+    )
+    printer = EventPrinter() if verbose else None
+    try:
+        report = supervise(spec, on_event=printer)
+    finally:
+        if printer is not None:
+            printer.close()
+    with signals.finishing(report.exit_code):
+        write_report(report_path, lambda: render_json(report))
+        if junit_path:
+            write_output(junit_path, lambda: render_junit([report]), "--junit")
+        if not quiet:
+            streams.err(render_table(report))
+        elif report.exit_code != 0:
+            streams.err(headline(report))
+    return report.exit_code
 
 
 @click.command()
 @config_option
-def tiers(config_path: Path | None) -> None:
+def tiers(config_path: Path | None) -> int:
     """Show the tiers this machine resolves to."""
     from tabulate import tabulate
 
-    with usage_errors():
-        machine = read_machine()
-        config = load_config(machine, config_path)
+    machine = read_machine()
+    config = load_config(machine, config_path)
     rows = []
     for tier in config.tiers.values():
         rows.append(
@@ -105,8 +109,9 @@ def tiers(config_path: Path | None) -> None:
             ]
         )
     headers = ["tier", "cpus", "memory", "tasks", "timeout", "protected", "description"]
-    click.echo(tabulate(rows, headers=headers, disable_numparse=True))
-    click.echo(
+    streams.out(tabulate(rows, headers=headers, disable_numparse=True) + "\n")
+    streams.out(
         f"\nfrom {config.source}; * = default tier; this machine: CPUs "
-        f"{format_cpus(machine.cpus)}, {format_size(machine.memory_total)} memory"
+        f"{format_cpus(machine.cpus)}, {format_size(machine.memory_total)} memory\n"
     )
+    return 0
