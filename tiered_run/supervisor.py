@@ -18,6 +18,7 @@ from tiered_run.errors import BackendError
 from tiered_run.launch import SpawnError, spawn
 from tiered_run.machine import HostReader
 from tiered_run.monitor import Monitor, terminate_tree
+from tiered_run.outputs import open_log
 from tiered_run.policy import Breach, find_breach
 from tiered_run.report import (
     Event,
@@ -84,7 +85,7 @@ class Supervisor:
         spec, backend = self.spec, self.backend
         backend.cleanup_stale()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        tee = Tee(spec.log) if spec.log is not None else None
+        tee = Tee(open_log(spec.log)) if spec.log is not None else None
         host = HostReader()
         sentinel: Sentinel | None = None
         try:

@@ -13,15 +13,15 @@ import os
 import selectors
 import threading
 import time
-from pathlib import Path
 
 _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 
 
 class Tee:
-    def __init__(self, log_path: Path) -> None:
-        self._log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    def __init__(self, log_fd: int) -> None:
+        """Takes ownership of `log_fd`, an open, writable descriptor (see outputs.open_log)."""
+        self._log = log_fd
         self._pipes: dict[int, int] = {}  # read end -> our descriptor to copy to
         self.child_fds: list[int] = []
         for target in (1, 2):

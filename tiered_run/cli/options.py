@@ -14,7 +14,7 @@ import click
 
 from tiered_run import streams
 from tiered_run.backends import CHOICES
-from tiered_run.errors import UsageError
+from tiered_run.outputs import check_output, write_text
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad
@@ -134,16 +134,10 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return _apply(options, func)
 
 
-def check_writable(path: str | Path | None, option: str) -> None:
-    """Refuse an output file that could not be written, before the workload runs."""
-    if path is not None and not Path(path).parent.is_dir():
-        raise UsageError(f"{option} {path}: directory {Path(path).parent} does not exist")
-
-
 def check_outputs(report_path: str | None, junit_path: Path | None = None) -> None:
     """Check the --report (unless stdout) and --junit files before anything runs."""
-    check_writable(report_path if report_path != "-" else None, "--report")
-    check_writable(junit_path, "--junit")
+    check_output(report_path if report_path != "-" else None, "--report")
+    check_output(junit_path, "--junit")
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
@@ -159,7 +153,7 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
 
 def write_output(path: Path, render: Callable[[], str], option: str) -> None:
     try:
-        path.write_text(render(), encoding="utf-8", errors="surrogateescape")
+        write_text(path, render())
     except OSError as err:
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
 
