@@ -135,3 +135,13 @@ def pid_file_value(path: Path) -> int:
 
 def python_cmd(code: str) -> list[str]:
     return [sys.executable, "-c", code]
+
+
+def wait_for(condition, within: float = 10.0, step: float = 0.01) -> bool:
+    """Poll `condition` until it holds or `within` seconds pass; returns the last result."""
+    import time
+
+    deadline = time.monotonic() + within
+    while not (ok := condition()) and time.monotonic() < deadline:
+        time.sleep(step)
+    return bool(ok)

@@ -268,7 +268,8 @@ def test_terminate_tree_sigkills_what_ignores_sigterm(procs):
     killed = terminate_tree(backend, grace=0.3)
     took = time.monotonic() - started
     assert killed == 1
-    assert backend.signals == [signal.SIGTERM, signal.SIGKILL]
+    # SIGCONT right after the ending signal, so a stopped process acts on it.
+    assert backend.signals == [signal.SIGTERM, signal.SIGCONT, signal.SIGKILL]
     assert 0.25 <= took < 1.5
     wait_all_dead(procs)
     assert ignorer.returncode == -signal.SIGKILL
@@ -282,7 +283,7 @@ def test_terminate_tree_stops_early_when_all_exit_on_sigterm(procs):
     killed = terminate_tree(backend, grace=5.0)
     assert killed == 0
     assert time.monotonic() - started < 1.0
-    assert backend.signals == [signal.SIGTERM]
+    assert backend.signals == [signal.SIGTERM, signal.SIGCONT]
     wait_all_dead(procs)
     assert all(p.returncode == -signal.SIGTERM for p in procs)
 

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tiered_run import signals
 from tiered_run.health import SettleResult, host_dict, wait_until_settled
 from tiered_run.ladder_file import Ladder, Step
 from tiered_run.machine import HostReader, HostState
-from tiered_run.report import Event, Outcome, RunReport
+from tiered_run.report import Event, Outcome, RunReport, signal_name
 from tiered_run.spec import RunSpec
 
 LADDER_SCHEMA_VERSION = 1
@@ -101,7 +102,7 @@ def run_ladder(
     runner: Runner | None = None,
     read_host: Callable[[], HostState] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> LadderReport:
@@ -109,11 +110,13 @@ def run_ladder(
     keep_going. A host that does not settle, or an interruption, always stops the ladder.
 
     The exit code is that of the first problem: a failing step's own code (1 if it exited
-    0 where a breach was expected), EXIT_UNHEALTHY for the gate, 130 for Ctrl-C.
+    0 where a breach was expected), EXIT_UNHEALTHY for the gate, 128 + N for a signal N
+    to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
     """
     if runner is None:
         from tiered_run.supervisor import run as runner
     read = read_host or HostReader().read
+    sleep = sleep or _sleep_unless_signalled
     say = on_progress or (lambda _message: None)
     keep_going = keep_going or ladder.keep_going
     results: list[StepResult] = []
@@ -128,10 +131,11 @@ def run_ladder(
             settle = (
                 wait_until_settled(ladder.settle, read, clock, sleep) if ladder.settle else None
             )
-        except KeyboardInterrupt:
-            reason = "interrupted while waiting for the host to settle"
+        except _Signalled as stop:
+            reason = f"interrupted by {stop.name} while waiting for the host to settle"
             results.append(StepResult(step, StepStatus.NOT_RUN, reason=reason))
-            problems.append((LadderOutcome.INTERRUPTED, 130, f"before {step.label}: {reason}"))
+            code = 128 + stop.signum
+            problems.append((LadderOutcome.INTERRUPTED, code, f"before {step.label}: {reason}"))
             stopped = "the ladder was interrupted"
             continue
         before = settle.state if settle is not None else read()
@@ -159,6 +163,20 @@ def run_ladder(
             problems.append((LadderOutcome.FAILED, code, f"{step.label} failed: {reason}"))
             stopped = None if keep_going else f"{step.label} failed"
     return _summary(ladder, results, problems, stopped is not None, clock() - start)
+
+
+class _Signalled(Exception):
+    """tiered-run got an ending signal while the ladder waited for the host."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal_name(signum)
+
+
+def _sleep_unless_signalled(seconds: float) -> None:
+    if signals.wait(seconds):
+        raise _Signalled(signals.first() or 2)
 
 
 def _short(command: tuple[str, ...], width: int = 60) -> str:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
+from tiered_run import stdio
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.errors import TieredRunError
 from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
@@ -41,7 +42,16 @@ class Child:
         return self.popen.pid
 
 
-def spawn(spec: RunSpec, backend: Backend, output_fds: list[int] | None) -> Child:
+def spawn(
+    spec: RunSpec, backend: Backend, output_fds: list[int] | None, own_session: bool = True
+) -> Child:
+    """Start the workload, constrained before exec.
+
+    `own_session`: a new session and process group (no terminal: CI, services). At a
+    terminal the workload stays in tiered-run's session and process group instead, like
+    `timeout --foreground` (see jobcontrol). Descriptors the caller passed to tiered-run
+    (fd 3 and above, e.g. a `make` jobserver) are passed on; tiered-run's own are not.
+    """
     nproc_cap = None if Capability.TASKS_LIMIT in backend.capabilities else _nproc_cap(spec)
     error_read, error_write = os.pipe()
 
@@ -68,9 +78,10 @@ def spawn(spec: RunSpec, backend: Backend, output_fds: list[int] | None) -> Chil
             env=spec.env,
             stdout=stdout,
             stderr=stderr,
-            start_new_session=True,
+            start_new_session=own_session,
             preexec_fn=constrain,
             close_fds=True,
+            pass_fds=stdio.inherited(),
         )
     except FileNotFoundError as err:
         raise SpawnError(f"command not found: {spec.command[0]}", EXIT_NOT_FOUND) from err

@@ -8,6 +8,7 @@ under host load), hard ceilings end the run with SIGTERM, then SIGKILL after kil
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from tiered_run.backends.base import Backend, Usage
 from tiered_run.machine import HostReader, HostState, read_cpu_busy
 from tiered_run.policy import Breach, find_breach, load_breach, load_over, over_memory_high
+from tiered_run.reaper import reap_orphans
 from tiered_run.report import Event, TimelinePoint
 from tiered_run.spec import Limits, OnLoad
 
@@ -24,10 +26,31 @@ TIMELINE_POINTS = 512
 HOST_PERIOD = 1.0  # host load/pressure/memory sampling when no ceiling depends on it
 
 
-def terminate_tree(backend: Backend, grace: float, hurry: threading.Event | None = None) -> int:
-    """SIGTERM to every process, SIGKILL to whatever is left after `grace`. Returns how many
-    processes had to be SIGKILLed."""
-    backend.kill(signal.SIGTERM)
+@dataclass(frozen=True)
+class Ending:
+    """How a run is ended gracefully: the first signal, and a process group to spare from it.
+
+    `spare_pgrp` is tiered-run's own foreground process group at a terminal, whose members
+    already got the terminal's Ctrl-C (SIGINT) or Ctrl-\\ (SIGQUIT): sending it again could
+    cut short the clean-up that the first one started (pytest's summary).
+    """
+
+    signal: int = signal.SIGTERM
+    spare_pgrp: int | None = None
+
+
+def terminate_tree(
+    backend: Backend,
+    grace: float,
+    hurry: threading.Event | None = None,
+    ending: Ending = Ending(),
+) -> int:
+    """The ending signal to every process, SIGCONT so that stopped ones act on it (as
+    `timeout` does), SIGKILL to whatever is left after `grace`. Returns how many processes
+    had to be SIGKILLed."""
+    _send(backend, ending)
+    if ending.signal not in (signal.SIGKILL, signal.SIGCONT):
+        backend.kill(signal.SIGCONT)
     deadline = time.monotonic() + grace
     while (remaining := backend.pids()) and time.monotonic() < deadline:
         if hurry is not None and hurry.is_set():
@@ -36,6 +59,18 @@ def terminate_tree(backend: Backend, grace: float, hurry: threading.Event | None
     if remaining:
         backend.kill(signal.SIGKILL)
     return len(remaining)
+
+
+def _send(backend: Backend, ending: Ending) -> None:
+    if ending.spare_pgrp is None:
+        backend.kill(ending.signal)
+        return
+    for pid in backend.pids():
+        try:
+            if os.getpgid(pid) != ending.spare_pgrp:
+                os.kill(pid, ending.signal)
+        except ProcessLookupError:
+            continue
 
 
 @dataclass
@@ -90,6 +125,13 @@ def _max(*values):
 
 
 class Monitor:
+    """Samples and enforces from a thread of its own; see the module docstring.
+
+    It cannot die quietly: an unexpected error ends the run (SIGKILL to the whole tree,
+    and to the main process directly should the backend fail too) and is kept in
+    `failure`, which the supervisor reports as an `error` outcome.
+    """
+
     def __init__(
         self,
         backend: Backend,
@@ -113,8 +155,13 @@ class Monitor:
         self._paused = False
         self._load_warned = False
         self._cpu_busy_last: dict[int, tuple[int, int]] | None = None
+        self._main_pid: int | None = None
+        self._ending: Ending | None = None
+        self._suspended_at: float | None = None
+        self._suspended_total = 0.0
         self.start_time = time.monotonic()
         self.breach: Breach | None = None
+        self.failure: str | None = None
         self.killed_by_sigkill = 0
         self.events: list[Event] = []
         self.timeline = Timeline()
@@ -127,15 +174,20 @@ class Monitor:
 
     # -- called from other threads ---------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, main_pid: int) -> None:
         """Start sampling; the clock has run since construction, just before the spawn."""
+        self._main_pid = main_pid
         self._thread.start()
 
-    def request(self, breach: Breach) -> None:
-        """End the run for `breach` unless another came first; a second request hurries."""
+    def request(self, breach: Breach, ending: Ending | None = None) -> None:
+        """End the run for `breach` unless another came first; a second request hurries.
+
+        `ending` overrides the tier's ending signal (a signal to tiered-run is passed on as
+        itself, as `timeout` does)."""
         with self._lock:
             if self.breach is None:
                 self.breach = breach
+                self._ending = ending
             else:
                 self._hurry.set()
         self._wake.set()
@@ -148,17 +200,55 @@ class Monitor:
             self._thread.join()
 
     def elapsed(self) -> float:
+        """Wall time since just before the spawn, seconds."""
         return time.monotonic() - self.start_time
+
+    def active(self) -> float:
+        """Wall time minus the time the run was stopped by job control: what the timeout counts."""
+        now = self._suspended_at if self._suspended_at is not None else time.monotonic()
+        return now - self.start_time - self._suspended_total
+
+    def suspend(self, why: str) -> None:
+        """The run is being stopped (Ctrl-Z): the timeout stops counting until `resume`."""
+        with self._lock:
+            if self._suspended_at is None:
+                self._suspended_at = time.monotonic()
+        self.note("stopped", why)
+
+    def resume(self, why: str) -> None:
+        with self._lock:
+            if self._suspended_at is not None:
+                stopped = time.monotonic() - self._suspended_at
+                self._suspended_total += stopped
+                self._suspended_at = None
+                why = f"{why} after {stopped:.1f} s stopped"
+        self.note("continued", why)
+        self._wake.set()
+
+    @property
+    def load_paused(self) -> bool:
+        """Whether the tree is frozen because of host load (`--on-load pause`)."""
+        return self._paused
 
     def note(self, kind: str, message: str) -> None:
         event = Event(round(self.elapsed(), 3), kind, message)
         self.events.append(event)
         if self._on_event is not None:
-            self._on_event(event)
+            try:
+                self._on_event(event)
+            except Exception:  # showing an event must never cost enforcement
+                self._on_event = None
 
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:
+            self.failure = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            self._kill_everything()
+
+    def _loop(self) -> None:
         deadline = self._limits.timeout
         while True:
             self._tick()
@@ -168,10 +258,26 @@ class Monitor:
             if self._stopping:
                 return
             wait = self._interval
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - self.elapsed()))
+            if deadline is not None and self._suspended_at is None:
+                wait = max(0.0, min(wait, deadline - self.active()))
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _kill_everything(self) -> None:
+        """A failed monitor cannot guard the run, so the run ends now, by SIGKILL."""
+        try:
+            self.note("error", f"the monitor failed ({self.failure}); ending the run")
+        except BaseException:
+            pass
+        try:
+            self._backend.kill(signal.SIGKILL)
+        except BaseException:
+            pass
+        if self._main_pid is not None:
+            try:
+                os.kill(self._main_pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def _tick(self) -> None:
         usage = self._backend.sample()
@@ -183,6 +289,8 @@ class Monitor:
             host = self.host_last = self._host.read()
             self.peaks.add_host(host)
             self._watch_protected()
+            # Orphans that died count against pids.current until reaped.
+            reap_orphans(keep=() if self._main_pid is None else (self._main_pid,))
         self.timeline.add(
             TimelinePoint(
                 round(self.elapsed(), 3),
@@ -198,7 +306,7 @@ class Monitor:
             self.note("memory-high", "memory above the soft ceiling")
         if self.breach is None and not self._stopping:
             breach = find_breach(
-                self._limits, usage, self.elapsed(), self._backend.capabilities
+                self._limits, usage, self.active(), self._backend.capabilities
             ) or load_breach(self._limits, host)
             if breach is not None:
                 self.request(breach)
@@ -241,9 +349,11 @@ class Monitor:
             self._backend.freeze(False)
             self._paused = False
         grace = 0.0 if self._hurry.is_set() else self._limits.kill_after
-        self.killed_by_sigkill = terminate_tree(self._backend, grace, self._hurry)
+        ending = self._ending or Ending(self._limits.stop_signal)
+        self.killed_by_sigkill = terminate_tree(self._backend, grace, self._hurry, ending)
         if self.killed_by_sigkill:
             self.note(
                 "sigkill",
-                f"{self.killed_by_sigkill} process(es) still alive {grace:g} s after SIGTERM",
+                f"{self.killed_by_sigkill} process(es) still alive {grace:g} s after "
+                f"{signal.Signals(ending.signal).name}",
             )

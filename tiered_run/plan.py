@@ -24,6 +24,7 @@ class RunOptions:
     cpus: tuple[int, ...] | None = None
     timeout: float | None = None
     kill_after: float | None = None
+    stop_signal: int | None = None
     memory: int | None = None
     memory_high: int | None = None
     tasks_max: int | None = None
@@ -53,6 +54,7 @@ def plan_run(
             "cpus",
             "timeout",
             "kill_after",
+            "stop_signal",
             "memory",
             "memory_high",
             "tasks_max",

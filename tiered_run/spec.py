@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Limits:
     cpus: tuple[int, ...]
     timeout: float | None = None
     kill_after: float = 2.0
+    stop_signal: int = signal.SIGTERM  # the first signal of a graceful end (`--signal`)
     memory: int | None = None
     memory_high: int | None = None
     tasks_max: int | None = None
@@ -37,6 +39,7 @@ class Limits:
             "cpus": list(self.cpus),
             "timeout_s": self.timeout,
             "kill_after_s": self.kill_after,
+            "stop_signal": signal.Signals(self.stop_signal).name,
             "memory_bytes": self.memory,
             "memory_high_bytes": self.memory_high,
             "tasks_max": self.tasks_max,

@@ -2,6 +2,9 @@
 
 Cleanup runs in a fixed order whatever happened: stop the monitor, kill what is left,
 close outputs, read the final counters, remove the container, release the watchdog.
+Nothing that goes wrong around the run (a log that fills the disk, a watchdog that was
+killed, a cgroup that cannot be removed yet) costs the result: it becomes a warning in
+the report, and the run's own exit code stands.
 """
 
 from __future__ import annotations
@@ -9,18 +12,23 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tiered_run import signals
 from tiered_run.backends import select_backend
-from tiered_run.backends.base import Backend, Capability
+from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.errors import BackendError
+from tiered_run.jobcontrol import StopWithTree, Terminal
 from tiered_run.launch import SpawnError, spawn
 from tiered_run.machine import HostReader
-from tiered_run.monitor import Monitor, terminate_tree
+from tiered_run.monitor import Ending, Monitor, terminate_tree
 from tiered_run.outputs import open_log
 from tiered_run.policy import Breach, find_breach
+from tiered_run.reaper import reap_orphans, set_child_subreaper
 from tiered_run.report import (
+    EXIT_INTERNAL,
     Event,
     HostSummary,
     Outcome,
@@ -32,18 +40,32 @@ from tiered_run.sentinel import Sentinel
 from tiered_run.spec import RunSpec
 from tiered_run.tee import Tee
 
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 KERNEL_ENFORCED = (
     Capability.CPUSET,
     Capability.MEMORY_LIMIT,
     Capability.MEMORY_HIGH,
     Capability.TASKS_LIMIT,
 )
+# Signals a terminal sends to its whole foreground process group.
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 
 
 def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
     backend, reason = select_backend(spec.backend, spec.tier)
     return Supervisor(spec, backend, reason, on_event).run()
+
+
+@dataclass(frozen=True)
+class _End:
+    """How the run ended, before the cleanup's warnings are known."""
+
+    outcome: Outcome
+    message: str
+    exit_code: int
+    returncode: int | None = None
+    signum: int | None = None
+    leftovers: int = 0
+    wall: float | None = None
 
 
 class Supervisor:
@@ -59,95 +81,138 @@ class Supervisor:
         self.backend_reason = backend_reason
         self.on_event = on_event
         self.run_id = new_run_id()
+        self.warnings: list[str] = []
         self._signum: int | None = None
         self._monitor: Monitor | None = None
+        self._terminal: Terminal | None = None
+        self._main_pid: int | None = None
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    # -- signals to tiered-run --------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
         self._signum = self._signum or signum
-        self._deliver(signum)
+        if self._monitor is not None:
+            self._deliver(signum)
 
     def _deliver(self, signum: int) -> None:
-        """Turn a signal to tiered-run into the run's end; a second one skips the grace."""
-        if self._monitor is not None:
-            self._monitor.request(
-                Breach(Outcome.INTERRUPTED, f"tiered-run received {signal_name(signum)}")
-            )
+        """End the run; the signal is passed on as itself, a second one skips the grace."""
+        assert self._monitor is not None
+        terminal = self._terminal
+        spare = None
+        if signum in _TERMINAL_SIGNALS and terminal is not None and terminal.foreground:
+            spare = os.getpgrp()  # the terminal sent it to them already
+        self._monitor.request(
+            Breach(Outcome.INTERRUPTED, f"tiered-run received {signal_name(signum)}"),
+            Ending(signum, spare),
+        )
+
+    def _stop_tree(self) -> None:
+        monitor = self._monitor
+        if monitor is None:
+            return
+        monitor.suspend("tiered-run got SIGTSTP (Ctrl-Z): whole tree stopped, timeout paused")
+        try:
+            self.backend.freeze(True)
+        except BackendError:
+            self.backend.kill(signal.SIGSTOP)
+
+    def _continue_tree(self) -> None:
+        monitor = self._monitor
+        if monitor is None:
+            return
+        if not monitor.load_paused:
+            try:
+                self.backend.freeze(False)
+            finally:
+                self.backend.kill(signal.SIGCONT)  # those the terminal's Ctrl-Z stopped
+        monitor.resume("tiered-run got SIGCONT (fg)")
+
+    # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> RunReport:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED_SIGNALS}
-        try:
+        signals.claim()
+        with signals.listening(self._on_signal):
             return self._run()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _run(self) -> RunReport:
         spec, backend = self.spec, self.backend
-        backend.cleanup_stale()
+        log_fd = open_log(spec.log) if spec.log is not None else None
+        self._clean_stale()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        tee = Tee(open_log(spec.log)) if spec.log is not None else None
+        tee = Tee(log_fd) if log_fd is not None else None
         host = HostReader()
         sentinel: Sentinel | None = None
+        self._terminal = Terminal.controlling()
         try:
             backend.create(self.run_id, spec.limits)
             # After create: a backend may have moved tiered-run into a leaf cgroup first.
             sentinel = Sentinel(backend)
+            # After the watchdog forked: it must not become one of our orphans.
+            set_child_subreaper(True)
             monitor = Monitor(
-                backend,
-                spec.limits,
-                spec.interval,
-                host,
-                spec.protected_cpus,
-                self.on_event,
+                backend, spec.limits, spec.interval, host, spec.protected_cpus, self.on_event
             )
-            if self._signum is not None:
-                message = f"tiered-run received {signal_name(self._signum)} before the start"
-                return self._report(
-                    started_at, monitor, Outcome.INTERRUPTED, message, 128 + self._signum
-                )
-            try:
-                child = spawn(spec, backend, tee.child_fds if tee else None)
-            except SpawnError as err:
-                return self._report(started_at, monitor, Outcome.ERROR, str(err), err.exit_code)
-            try:
-                backend.started(child.pid)
-            except BackendError:
-                child.popen.kill()
-                child.popen.wait()
-                raise
-            monitor.start()
-            self._monitor = monitor
-            sentinel.watch(child.pid)
-            if tee is not None:
-                tee.start()
-            if self._signum is not None:
-                self._deliver(self._signum)
-            _, status, rusage = os.wait4(child.pid, 0)
-            child.popen.returncode = os.waitstatus_to_exitcode(status)
-            monitor.stop()
-            leftovers = self._end_leftovers(monitor)
-            wall = monitor.elapsed()
-            if tee is not None:
-                tee.close()
-                tee = None
-            final = backend.sample()
-            monitor.peaks.add_usage(final)
-            cpu_rusage = rusage.ru_utime + rusage.ru_stime
-            monitor.peaks.cpu_s = max(monitor.peaks.cpu_s or 0.0, cpu_rusage)
-            breach = monitor.breach or find_breach(spec.limits, final, None, backend.capabilities)
-            return self._classify(started_at, monitor, breach, status, leftovers, wall)
+            with StopWithTree(self._stop_tree, self._continue_tree):
+                end = self._supervise(monitor, tee, sentinel)
         finally:
             self._monitor = None
-            try:
-                if backend.pids():
-                    backend.kill(signal.SIGKILL)
-                if tee is not None:
-                    tee.close()
-                backend.remove()
-            finally:
-                host.close()
-                if sentinel is not None:
-                    sentinel.release()
+            self._clean_up(tee, sentinel)
+            host.close()
+            if self._terminal is not None:
+                self._terminal.close()
+        return self._report(started_at, monitor, end)
+
+    def _supervise(self, monitor: Monitor, tee: Tee | None, sentinel: Sentinel) -> _End:
+        spec, backend = self.spec, self.backend
+        pending = self._signum or signals.first()
+        if pending is not None:
+            message = f"tiered-run received {signal_name(pending)} before the start"
+            return _End(Outcome.INTERRUPTED, message, 128 + pending, wall=0.0)
+        try:
+            child = spawn(
+                spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
+            )
+        except SpawnError as err:
+            return _End(Outcome.ERROR, str(err), err.exit_code, wall=0.0)
+        self._main_pid = child.pid
+        try:
+            backend.started(child.pid)
+        except BackendError:
+            child.popen.kill()
+            child.popen.wait()
+            raise
+        monitor.start(child.pid)
+        self._monitor = monitor
+        if not _tell(sentinel.watch, child.pid):
+            self.warnings.append(
+                "the watchdog is gone (killed by the workload?): had tiered-run been killed too, "
+                "nothing would have ended the tree"
+            )
+        if tee is not None:
+            tee.start()
+        if self._signum is not None:
+            self._deliver(self._signum)
+        _, status, rusage = os.wait4(child.pid, 0)
+        child.popen.returncode = os.waitstatus_to_exitcode(status)
+        monitor.stop()
+        leftovers = self._end_leftovers(monitor)
+        wall = monitor.elapsed()
+        if tee is not None:
+            tee.close()
+            self.warnings.extend(tee.warnings)
+        cpu_rusage = rusage.ru_utime + rusage.ru_stime
+        monitor.peaks.cpu_s = max(monitor.peaks.cpu_s or 0.0, cpu_rusage)
+        if monitor.failure is not None:
+            message = f"the monitor failed, so the run was ended: {monitor.failure}"
+            return _End(Outcome.ERROR, message, EXIT_INTERNAL, wall=wall)
+        try:
+            final = backend.sample()
+        except Exception as err:
+            self.warnings.append(f"the final counters could not be read: {err}")
+            final = Usage()
+        monitor.peaks.add_usage(final)
+        breach = monitor.breach or find_breach(spec.limits, final, None, backend.capabilities)
+        return self._classify(monitor, breach, status, leftovers, wall)
 
     def _end_leftovers(self, monitor: Monitor) -> int:
         """Processes still in the tree after the main one ended by itself: count, then kill."""
@@ -156,18 +221,47 @@ class Supervisor:
             return 0
         if monitor.breach is None:
             monitor.note("leftovers", f"{len(remaining)} process(es) outlived the main process")
-        terminate_tree(self.backend, self.spec.limits.kill_after)
+        limits = self.spec.limits
+        terminate_tree(self.backend, limits.kill_after, ending=Ending(limits.stop_signal))
         return len(remaining) if monitor.breach is None else 0
+
+    def _clean_stale(self) -> None:
+        """Remove what runs whose tiered-run died left behind; never fails this run."""
+        try:
+            self.backend.cleanup_stale()
+        except BackendError as err:
+            self.warnings.append(f"cleanup of earlier runs: {err}")
+
+    def _clean_up(self, tee: Tee | None, sentinel: Sentinel | None) -> None:
+        """Kill what is left, close outputs, remove the container, release the watchdog.
+
+        Each step runs even if one before it failed; failures become warnings."""
+        backend = self.backend
+        try:
+            if backend.pids():
+                backend.kill(signal.SIGKILL)
+        except BackendError as err:
+            self.warnings.append(f"cleanup: {err}")
+        if tee is not None:
+            tee.close()
+        try:
+            backend.remove()
+        except BackendError as err:
+            self.warnings.append(f"cleanup: {err}; the next start of tiered-run retries it")
+        keep = () if self._main_pid is None else (self._main_pid,)
+        reap_orphans(keep)
+        set_child_subreaper(False)
+        if sentinel is not None and not _tell(sentinel.release):
+            self.warnings.append("the watchdog was gone at the end of the run")
 
     def _classify(
         self,
-        started_at: str,
         monitor: Monitor,
         breach: Breach | None,
         status: int,
         leftovers: int,
         wall: float,
-    ) -> RunReport:
+    ) -> _End:
         returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if breach is not None:
@@ -184,22 +278,9 @@ class Supervisor:
             code = 128 + (self._signum or signal.SIGINT)
         else:
             code = exit_code_for(outcome, returncode, signum)
-        return self._report(
-            started_at, monitor, outcome, message, code, returncode, signum, leftovers, wall
-        )
+        return _End(outcome, message, code, returncode, signum, leftovers, wall)
 
-    def _report(
-        self,
-        started_at: str,
-        monitor: Monitor,
-        outcome: Outcome,
-        message: str,
-        exit_code: int,
-        returncode: int | None = None,
-        signum: int | None = None,
-        leftovers: int = 0,
-        wall: float | None = None,
-    ) -> RunReport:
+    def _report(self, started_at: str, monitor: Monitor, end: _End) -> RunReport:
         spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
         host_end = monitor.host_last
         return RunReport(
@@ -208,13 +289,13 @@ class Supervisor:
             tier=spec.tier,
             backend=self.backend.name,
             backend_reason=self.backend_reason,
-            outcome=outcome,
-            exit_code=exit_code,
-            returncode=returncode,
-            signal=signum,
-            message=message,
+            outcome=end.outcome,
+            exit_code=end.exit_code,
+            returncode=end.returncode,
+            signal=end.signum,
+            message=end.message,
             started_at=started_at,
-            wall_s=round(wall if wall is not None else monitor.elapsed(), 4),
+            wall_s=round(end.wall if end.wall is not None else monitor.elapsed(), 4),
             cpu_s=None if peaks.cpu_s is None else round(peaks.cpu_s, 4),
             peak_memory_bytes=peaks.memory or None,
             peak_memory_source=(
@@ -227,7 +308,7 @@ class Supervisor:
             peak_tasks=peaks.tasks,
             cpus=spec.limits.cpus,
             cpus_seen=tuple(sorted(peaks.cpus_seen)) if peaks.cpus_known else None,
-            leftover_killed=leftovers,
+            leftover_killed=end.leftovers,
             limits=spec.limits.as_dict(),
             enforced_by_kernel=tuple(c.value for c in KERNEL_ENFORCED if c in caps),
             memory_high_exceeded=peaks.memory_high_exceeded,
@@ -242,6 +323,16 @@ class Supervisor:
                 protected_cpu_busy_peak=peaks.protected_busy,
             ),
             log=str(spec.log) if spec.log is not None else None,
+            warnings=tuple(self.warnings),
             events=tuple(monitor.events),
             timeline=tuple(monitor.timeline.points),
         )
+
+
+def _tell(call: Callable[..., object], *args: object) -> bool:
+    """A message to the watchdog; False when it is gone (its pipe is broken)."""
+    try:
+        result = call(*args)
+    except OSError:
+        return False
+    return result is not False

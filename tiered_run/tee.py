@@ -4,6 +4,14 @@ Only used with --log; without it the workload writes to our descriptors directly
 pipes are drained until EOF, which arrives once the whole tree is gone, so the log is
 complete up to the moment of a kill. A process that escaped the kill and still holds a
 pipe cannot keep tiered-run waiting: `close` stops after a bounded drain.
+
+It behaves like `tee` where a stream fails:
+- our stdout or stderr is gone (`| head` exited, a CI runner closed its pipe): that
+  stream is no longer copied and its pipe is closed, so the workload gets EPIPE or
+  SIGPIPE on its next write, as it would writing there itself; the log keeps what came
+  before, and the other stream goes on;
+- the log cannot be written (a full disk): a warning, and the output still reaches the
+  terminal. Neither ever stops the pipes being drained, which would block the workload.
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ import time
 
 _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
+_NAMES = {1: "stdout", 2: "stderr"}
 
 
 class Tee:
     def __init__(self, log_fd: int) -> None:
         """Takes ownership of `log_fd`, an open, writable descriptor (see outputs.open_log)."""
-        self._log = log_fd
+        self._log: int | None = log_fd
+        self._logged = 0
         self._pipes: dict[int, int] = {}  # read end -> our descriptor to copy to
         self.child_fds: list[int] = []
         for target in (1, 2):
@@ -35,7 +45,8 @@ class Tee:
         self._stop = threading.Event()
         self._give_up = 0.0
         self._thread = threading.Thread(target=self._pump, name="tiered-run-tee", daemon=True)
-        self._broken: set[int] = set()
+        self._closed = False
+        self.warnings: list[str] = []
 
     def start(self) -> None:
         """Call after the child holds the write ends: closing ours makes EOF possible."""
@@ -55,23 +66,50 @@ class Tee:
                     break
                 for key, _ in ready:
                     data = os.read(key.fd, _CHUNK)
-                    if not data:
-                        selector.unregister(key.fd)
-                        open_ends.discard(key.fd)
+                    if data and self._copy(self._pipes[key.fd], data):
                         continue
-                    self._copy(self._pipes[key.fd], data)
+                    # EOF, or our end of that stream is gone: stop reading it. Closing the
+                    # pipe makes the workload's next write to it fail, as with `tee`.
+                    selector.unregister(key.fd)
+                    open_ends.discard(key.fd)
+                    if data:
+                        os.close(key.fd)
+                        del self._pipes[key.fd]
 
-    def _copy(self, target: int, data: bytes) -> None:
-        _write_all(self._log, data)
-        if target in self._broken:
-            return
+    def _copy(self, target: int, data: bytes) -> bool:
+        """Log `data`, then copy it to `target`; False when `target` is gone."""
+        self._write_log(data)
         try:
             _write_all(target, data)
-        except OSError:
-            self._broken.add(target)  # our own stdout went away: keep logging
+        except OSError as err:
+            self.warnings.append(
+                f"tiered-run's {_NAMES[target]} went away ({err.strerror}); the workload's "
+                f"{_NAMES[target]} was cut there"
+                + (", as in the log" if self._log is not None else "")
+            )
+            return False
+        return True
+
+    def _write_log(self, data: bytes) -> None:
+        if self._log is None:
+            return
+        try:
+            _write_all(self._log, data)
+            self._logged += len(data)
+        except OSError as err:
+            self.warnings.append(
+                f"the log stopped after {self._logged} bytes ({err.strerror}); the rest of "
+                "the output went to the terminal only"
+            )
+            os.close(self._log)
+            self._log = None
 
     def close(self, drain_s: float = 2.0) -> None:
-        """Wait for EOF on both pipes, or stop after `drain_s` of silence from a straggler."""
+        """Wait for EOF on both pipes, or stop after `drain_s` of silence from a straggler.
+        Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         if self._thread.is_alive():
             self._thread.join(drain_s)
             self._give_up = time.monotonic() + drain_s
@@ -81,7 +119,9 @@ class Tee:
             os.close(fd)
         self._pipes = {}
         self.child_fds = []
-        os.close(self._log)
+        if self._log is not None:
+            os.close(self._log)
+            self._log = None
 
 
 def _write_all(fd: int, data: bytes) -> None:

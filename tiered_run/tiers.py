@@ -113,4 +113,4 @@ def resolve_limits(tier: Tier, machine: Machine, overrides: dict[str, object]) -
     return limits
 
 
-_RUN_ONLY = ("load_max", "pressure_max", "on_load")
+_RUN_ONLY = ("load_max", "pressure_max", "on_load", "stop_signal")

@@ -106,3 +106,21 @@ def format_cpus(cpus: tuple[int, ...] | list[int] | frozenset[int]) -> str:
 def format_size(value: float) -> str:
     """Bytes in binary units, as the kernel and the ceilings count them."""
     return humanize.naturalsize(value, binary=True)
+
+
+def parse_signal(text: str | int) -> int:
+    """A signal by name or number, as `kill` and `timeout -s` take it: TERM, SIGINT, 9."""
+    import signal
+
+    raw = str(text).strip().upper()
+    number = int(raw) if raw.isdigit() else None
+    name = raw if raw.startswith("SIG") else f"SIG{raw}"
+    try:
+        sig = signal.Signals(number) if number is not None else signal.Signals[name]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"unknown signal {text!r}: use a name or number, e.g. TERM, INT, 9"
+        ) from None
+    if sig in (signal.SIGSTOP, signal.SIGCONT, signal.SIGCHLD):
+        raise ValueError(f"{sig.name} cannot end a run; use e.g. TERM or INT")
+    return int(sig)

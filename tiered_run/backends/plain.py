@@ -1,29 +1,20 @@
 """No usable cgroup: affinity and rlimits before exec, a subreaper to keep the whole tree.
 
-tiered-run becomes a child subreaper, so a descendant that double-forks and setsid()s is
-reparented to tiered-run instead of init and can still be found and killed. Memory and
-task counts come from walking that tree, so their cost grows with its size and peaks are
-sampled rather than exact; the kernel enforces nothing beyond the CPU affinity.
+tiered-run is a child subreaper (set by the supervisor for every backend), so a descendant
+that double-forks and setsid()s is reparented to tiered-run instead of init and can still
+be found and killed. Memory and task counts come from walking that tree, so their cost
+grows with its size and peaks are sampled rather than exact; the kernel enforces nothing
+beyond the CPU affinity.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 
 from tiered_run.backends.base import Backend, Usage
 from tiered_run.backends.proctree import measure
 from tiered_run.spec import Limits
-
-_PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def set_child_subreaper(enabled: bool) -> None:
-    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 class PlainBackend(Backend):
@@ -37,13 +28,12 @@ class PlainBackend(Backend):
         return None
 
     def create(self, run_id: str, limits: Limits) -> None:
-        """Nothing to create; the subreaper is set in `started`, after the watchdog forked."""
+        """Nothing to create: the tree is whatever descends from tiered-run."""
 
     def attach(self) -> None:
         """Nothing to join: affinity and rlimits are applied by the launcher for every backend."""
 
     def started(self, pid: int) -> None:
-        set_child_subreaper(True)
         self._root = pid
 
     def _tree(self) -> list[int]:
@@ -95,5 +85,4 @@ class PlainBackend(Backend):
         self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def remove(self) -> None:
-        set_child_subreaper(False)
         self._root = None

@@ -18,7 +18,7 @@ from tiered_run.outputs import check_output, write_text
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad
-from tiered_run.units import parse_cpus, parse_duration, parse_size
+from tiered_run.units import parse_cpus, parse_duration, parse_signal, parse_size
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -55,6 +55,7 @@ DURATION = _Parsed("duration", parse_duration)
 CPUS = _Parsed("cpus", parse_cpus)
 ENV = _Parsed("KEY=VALUE", _env_pair)
 SIZES = _Parsed("sizes", _list_of(parse_size))
+SIGNAL = _Parsed("signal", parse_signal)
 DURATIONS = _Parsed("durations", _list_of(parse_duration))
 
 config_option = click.option(
@@ -99,6 +100,13 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--timeout", type=DURATION, help="Wall-time ceiling, e.g. 8, 1.5s, 2m; 0 = none."
         ),
         click.option("--kill-after", type=DURATION, help="Grace between SIGTERM and SIGKILL [2s]."),
+        click.option(
+            "--signal",
+            "stop_signal",
+            type=SIGNAL,
+            help="First signal of a graceful end, as `timeout -s` [TERM]; INT lets pytest "
+            "print its summary.",
+        ),
         click.option("--memory", type=SIZE, help="Hard memory ceiling for the tree, e.g. 2G."),
         click.option("--memory-high", type=SIZE, help="Soft memory ceiling: warn and throttle."),
         click.option("--tasks-max", type=click.IntRange(min=1), help="Processes and threads."),

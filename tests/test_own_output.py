@@ -1,0 +1,204 @@
+"""tiered-run's own output (events, table, report, log) can fail in every way a pipeline or
+a CI runner makes it fail; enforcement and the exit code never depend on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import guard_argv
+from workloads import PY
+
+from tiered_run.backends.plain import PlainBackend
+from tiered_run.report import Outcome
+from tiered_run.spec import Limits, RunSpec
+from tiered_run.supervisor import Supervisor
+
+HOLD_5_MIB = "import time; x = b'1' * (5 << 20); time.sleep(12)"
+EXIT_3 = "import sys; sys.exit(3)"
+MEMORY_HOG = "x = [b'1' * (50 << 20) for _ in range(40)]"
+FORK_STORM = (
+    "import os, time\n"
+    "for _ in range(300):\n"
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "    except OSError:\n"
+    "        break\n"
+    "    if pid == 0:\n"
+    "        time.sleep(20)\n"
+    "        os._exit(0)\n"
+    "time.sleep(20)\n"
+)
+
+
+def run_into_closed_pipe(args: list[str], tmp_path: Path, timeout: float = 60) -> int:
+    """Run tiered-run with stdout and stderr on a pipe nobody reads (`2>&1 | true`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.Popen(guard_argv(*args), stdout=write_end, stderr=write_end, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    return proc.wait(timeout=timeout)
+
+
+def test_events_to_a_closed_pipe_do_not_switch_off_the_timeout(tmp_path):
+    """`tiered-run -v --memory-high ... --timeout 2 -- ... 2>&1 | true`: the event printed
+    on the broken pipe used to kill the monitor thread, and the timeout with it."""
+    code = run_into_closed_pipe(
+        ["-v", "--memory-high", "1M", "--timeout", "2", "--", PY, "-c", HOLD_5_MIB], tmp_path
+    )
+    assert code == 124
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--timeout", "1", "--", "sleep", "5"], 124),
+        (["--memory", "100M", "--", PY, "-c", MEMORY_HOG], 122),
+        (["--tasks-max", "20", "--", PY, "-c", FORK_STORM], 123),
+        (["--", PY, "-c", EXIT_3], 3),
+    ],
+    ids=["timeout", "memory", "tasks", "own code"],
+)
+def test_exit_code_stands_when_stdout_and_stderr_are_gone(args, code, tmp_path):
+    assert run_into_closed_pipe(args, tmp_path) == code
+
+
+def test_exit_code_stands_with_stderr_closed(tmp_path):
+    """`tiered-run ... 2>&-`: nothing to print to, and nothing opened later takes fd 2."""
+    out = tmp_path / "out.txt"
+    proc = subprocess.run(
+        guard_argv("--timeout", "1", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2"),
+        stdout=out.open("wb"),
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(2),
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert out.read_text() == "to-stdout\n"
+
+
+def test_json_report_to_a_closed_stdout_keeps_the_exit_code(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.Popen(
+        guard_argv("--report", "-", "--", PY, "-c", EXIT_3),
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    os.close(write_end)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
+
+
+class BrokenCounters(PlainBackend):
+    """A backend whose counters fail after a few samples, as a vanished cgroup file would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0
+
+    def sample(self):
+        self.samples += 1
+        if self.samples > 3:
+            raise RuntimeError("counter file vanished")
+        return super().sample()
+
+
+def test_a_failing_monitor_ends_the_run_as_an_error(tmp_path):
+    spec = RunSpec(
+        command=("sleep", "30"), limits=Limits(cpus=tuple(sorted(os.sched_getaffinity(0))))
+    )
+    report = Supervisor(spec, BrokenCounters(), "test", None).run()
+    assert report.outcome is Outcome.ERROR
+    assert report.exit_code == 125
+    assert "counter file vanished" in report.message
+    assert report.wall_s < 30  # it was ended, not left to run to its end
+
+
+@pytest.mark.parametrize("path", ["/proc/x.log", "/nonexistent-dir/x.log"])
+def test_log_that_cannot_be_opened_is_refused_before_the_start(path, tmp_path):
+    marker = tmp_path / "started"
+    proc = subprocess.run(
+        guard_argv("--log", path, "--", "touch", str(marker)),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 125
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tiered-run: error: --log")
+    assert not marker.exists()
+
+
+def test_log_on_a_full_disk_is_a_warning_and_output_still_flows(tmp_path):
+    """`--log /dev/full`: the tee thread died on ENOSPC, the pipe stopped being drained, and
+    the workload blocked until the timeout."""
+    report = tmp_path / "r.json"
+    lines = 'import sys\nfor i in range(20000): print("line", i)\nprint("end", file=sys.stderr)'
+    args = ["--log", "/dev/full", "--report", str(report), "--timeout", "30"]
+    proc = subprocess.run(
+        guard_argv(*args, "--", PY, "-c", lines),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.count(b"\n") == 20000
+    assert b"end" in proc.stderr
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "exited"
+    assert any("log stopped" in warning for warning in data["warnings"])
+
+
+def test_log_and_head_end_like_tee(tmp_path):
+    """`tiered-run --log out.txt -- yes | head -1` never ended (the log grew past 1 GiB);
+    with `tee` it ends at once. Here the producer stops by itself after 21 MB."""
+    log, report = tmp_path / "out.txt", tmp_path / "r.json"
+    guarded = " ".join(
+        guard_argv("--log", str(log), "--report", str(report), "--", "seq", "3000000")
+    )
+    pipeline = subprocess.run(
+        ["sh", "-c", f"{guarded} | head -1"], capture_output=True, cwd=tmp_path, timeout=60
+    )
+    assert pipeline.stdout == b"1\n"
+    assert json.loads(report.read_text())["signal_name"] == "SIGPIPE"
+    assert log.stat().st_size < 8 << 20  # what was read before head went away, no more
+
+
+def into_head(argv: list[str], tmp_path: Path) -> tuple[subprocess.Popen, bytes]:
+    """Run `argv | head -1`; returns the process once head has gone, and its stderr."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(argv, stdout=write_end, stderr=subprocess.PIPE, cwd=tmp_path)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as head:
+        assert head.readline() == b"line 0\n"
+    _, stderr = proc.communicate(timeout=30)
+    return proc, stderr
+
+
+def test_600_line_producer_into_head_ends(tmp_path):
+    producer = "i=0; while [ $i -lt 600 ]; do echo line $i; i=$((i+1)); done"
+    proc, _ = into_head(guard_argv("--log", "out.txt", "--", "sh", "-c", producer), tmp_path)
+    assert proc.returncode == 0  # it all fitted in the pipes before head went away
+
+
+def test_endless_producer_into_head_gets_sigpipe_and_stderr_still_flows(tmp_path):
+    log, report = tmp_path / "out.txt", tmp_path / "r.json"
+    # Stops by itself after ~27 MB, should the pipe never break.
+    producer = "echo started >&2; i=0; while [ $i -lt 2000000 ]; do echo line $i; i=$((i+1)); done"
+    argv = guard_argv("--log", str(log), "--report", str(report), "--", "sh", "-c", producer)
+    proc, stderr = into_head(argv, tmp_path)
+    data = json.loads(report.read_text())
+    # The producer met the closed pipe as it would have without tiered-run in between.
+    assert (data["outcome"], data["signal_name"]) == ("signal", "SIGPIPE")
+    assert proc.returncode == 128 + 13
+    assert log.read_bytes().startswith(b"line 0\n")
+    assert b"started" in stderr
+    assert any("stdout went away" in warning for warning in data["warnings"])

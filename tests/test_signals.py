@@ -1,0 +1,120 @@
+"""Signals to tiered-run are handled the same way whenever they come: before the run,
+during it, and while its report is being written; ignored ones stay ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import guard_argv, wait_for
+from workloads import PY
+
+# Late enough for the interpreter to be up (before that, Python's own defaults apply),
+# early enough to fall into option parsing, imports and the run's set-up.
+EARLY = [0.08, 0.15, 0.3, 0.5]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("delay", EARLY)
+def test_signal_in_the_first_instants_still_gives_a_report(sig, delay, tmp_path):
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        guard_argv("--report", str(report), "--", "sleep", "10"),
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, stderr
+    assert b"Traceback" not in stderr and b"Aborted" not in stderr
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "interrupted"
+    assert data["exit_code"] == 128 + sig
+
+
+def test_signal_ignored_by_the_caller_stays_ignored(tmp_path):
+    """`nohup tiered-run -- sleep 3` survived SIGHUP only without tiered-run."""
+    proc = subprocess.Popen(
+        guard_argv("--", "sleep", "2"),
+        cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    time.sleep(0.7)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_signal_while_the_report_is_written_keeps_the_report_and_its_code(tmp_path):
+    """A report target that blocks (a FIFO nobody reads yet): a signal then used to kill
+    tiered-run with another exit status and lose the report."""
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    # The run is over once the workload is gone; tiered-run then waits for a reader.
+    assert wait_for(lambda: _blocked_in_open(proc.pid), within=20)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with open(fifo) as reader:
+        data = json.loads(reader.read())
+    assert proc.wait(timeout=30) == 3
+    assert data["outcome"] == "exited" and data["exit_code"] == 3
+
+
+def test_second_signal_ends_a_blocked_report_write_with_the_runs_code(tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert wait_for(lambda: _blocked_in_open(proc.pid), within=20)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 3
+
+
+def test_sigterm_between_ladder_steps_stops_the_ladder(tmp_path):
+    ladder = tmp_path / "l.toml"
+    ladder.write_text(
+        '[[step]]\nname = "one"\ncommand = "sleep 1"\n'
+        '[[step]]\nname = "two"\ncommand = "sleep 1"\n'
+        '[settle]\nload_max = 0.0\ntimeout = "30s"\ninterval = "0.2s"\n'
+    )
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        guard_argv("ladder", str(ladder), "--report", str(report)),
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    time.sleep(1.5)  # in the settle wait: load 0.0 is never reached
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "interrupted"
+
+
+def _blocked_in_open(pid: int) -> bool:
+    """The main thread of `pid` waits in the kernel to open a file (a FIFO with no reader)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as handle:
+            number = handle.read().split()[0]
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "S" and number == str(OPENAT)
+
+
+OPENAT = 257 if os.uname().machine == "x86_64" else 56  # aarch64

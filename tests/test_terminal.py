@@ -1,0 +1,204 @@
+"""At a terminal tiered-run behaves like `timeout --foreground`: Ctrl-C reaches the
+workload as SIGINT, Ctrl-Z stops the whole tree, the workload can open /dev/tty. Driven
+through a real pseudo-terminal; tiered-run is its session leader with it as controlling
+terminal, as under a login shell."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import gone, guard_argv, wait_for
+from workloads import DAEMON, PY
+
+CTRL_C, CTRL_Z = b"\x03", b"\x1a"
+
+
+class OnTerminal:
+    """tiered-run started on a pty; everything it and the workload write is collected."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        master, slave = os.openpty()
+
+        def take_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            guard_argv(*args),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            preexec_fn=take_terminal,
+        )
+        os.close(slave)
+        self.master = master
+        self.output = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: every process has closed the terminal
+                return
+            if not data:
+                return
+            self.output += data
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait_for_output(self, needle: bytes, within: float = 20) -> None:
+        assert wait_for(lambda: needle in self.output, within), self.output.decode(errors="replace")
+
+    def finish(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(5)
+        os.close(self.master)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def terminal():
+    started: list[OnTerminal] = []
+
+    def start(*args: str, cwd: Path) -> OnTerminal:
+        started.append(OnTerminal(list(args), cwd))
+        return started[-1]
+
+    yield start
+    for term in started:
+        term.kill()
+
+
+def test_workload_can_open_dev_tty(terminal, tmp_path):
+    term = terminal("--", PY, "-c", "open('/dev/tty', 'w').write('via-dev-tty\\n')", cwd=tmp_path)
+    assert term.finish() == 0
+    assert b"via-dev-tty" in term.output
+
+
+SUMMARY_ON_CTRL_C = """
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda s, f: got.append(s))
+signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+print("ready", flush=True)
+while not got:
+    time.sleep(0.01)
+time.sleep(0.5)  # a second signal would arrive in here
+print("summary: got " + ",".join(signal.Signals(s).name for s in got), flush=True)
+sys.exit(2)
+"""
+
+
+def test_ctrl_c_reaches_the_workload_once_as_sigint(terminal, tmp_path):
+    report = tmp_path / "r.json"
+    term = terminal("--report", str(report), "--", PY, "-c", SUMMARY_ON_CTRL_C, cwd=tmp_path)
+    term.wait_for_output(b"ready")
+    term.type(CTRL_C)
+    assert term.finish() == 130
+    assert b"summary: got SIGINT\r\n" in term.output  # SIGINT, once, and not SIGTERM
+    assert json.loads(report.read_text())["outcome"] == "interrupted"
+
+
+def test_ctrl_c_still_ends_setsid_daemons(terminal, tmp_path):
+    pid_file = tmp_path / "daemon.pid"
+    code = DAEMON + "\nprint('ready', flush=True)\ntime.sleep(30)"
+    term = terminal("--kill-after", "0.5", "--", PY, "-c", code, str(pid_file), cwd=tmp_path)
+    term.wait_for_output(b"ready")
+    term.type(CTRL_C)
+    assert term.finish() == 130
+    assert gone(int(pid_file.read_text()))
+
+
+COUNTERS = """
+import os, sys, time
+path = sys.argv[1]
+if os.fork() == 0:
+    os.setsid()
+    path += ".daemon"
+for i in range(400):
+    with open(path, "a") as f:
+        f.write(f"{i}\\n")
+    time.sleep(0.05)
+"""
+
+
+def test_ctrl_z_stops_the_whole_tree_and_fg_resumes_it(terminal, tmp_path):
+    count, report = tmp_path / "count", tmp_path / "r.json"
+    term = terminal(
+        "--timeout", "3", "--report", str(report), "--", PY, "-c", COUNTERS, str(count),
+        cwd=tmp_path,
+    )  # fmt: skip
+    daemon = Path(f"{count}.daemon")
+    assert wait_for(lambda: count.exists() and daemon.exists())
+    term.type(CTRL_Z)
+    assert wait_for(lambda: _state(term.proc.pid) == "T"), "tiered-run did not stop"
+    time.sleep(0.3)
+    sizes = count.stat().st_size, daemon.stat().st_size
+    time.sleep(1.5)
+    assert (count.stat().st_size, daemon.stat().st_size) == sizes  # nothing ran while stopped
+    os.killpg(term.proc.pid, signal.SIGCONT)  # what `fg` does
+    assert wait_for(lambda: daemon.stat().st_size > sizes[1]), "the tree did not resume"
+    assert term.finish() == 124
+    data = json.loads(report.read_text())
+    kinds = [event["kind"] for event in data["events"]]
+    assert "stopped" in kinds and "continued" in kinds
+    # The timeout did not count while the tree was stopped.
+    assert data["wall_s"] >= 3 + 1.5
+
+
+def test_signal_option_sends_sigint_first_without_a_terminal(tmp_path):
+    proc = subprocess.run(
+        guard_argv("--signal", "INT", "--timeout", "1", "--", PY, "-c", SUMMARY_ON_CTRL_C),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 124
+    assert b"summary: got SIGINT\n" in proc.stdout
+
+
+STOPPED_WITH_TERM_HANDLER = """
+import os, signal, sys
+signal.signal(signal.SIGTERM, lambda s, f: (print("term handled", flush=True), sys.exit(0)))
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_stopped_workload_gets_sigcont_after_the_ending_signal(tmp_path):
+    """A stopped process only acts on SIGTERM once continued; without SIGCONT it sat there
+    until the SIGKILL after the grace."""
+    report = tmp_path / "r.json"
+    args = ["--timeout", "1", "--kill-after", "20", "--report", str(report)]
+    proc = subprocess.run(
+        guard_argv(*args, "--", PY, "-c", STOPPED_WITH_TERM_HANDLER),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 124
+    assert b"term handled" in proc.stdout
+    data = json.loads(report.read_text())
+    assert not any(event["kind"] == "sigkill" for event in data["events"])
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rpartition(")")[2].split()[0]

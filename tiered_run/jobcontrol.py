@@ -1,0 +1,81 @@
+"""A run at a terminal, and Ctrl-Z.
+
+At a terminal the workload stays in tiered-run's session and process group, as with
+`timeout --foreground`: Ctrl-C reaches it as SIGINT straight from the terminal (pytest
+prints its summary, `finally` blocks run), and it can open /dev/tty (ssh, sudo and git
+prompts). Processes that leave the group (setsid'd daemons) are still ended through the
+cgroup. Without a terminal (CI) the workload gets a session of its own, as before.
+
+Ctrl-Z (SIGTSTP) stops the whole tree, not only tiered-run: the tree is frozen, the
+timeout stops counting, and tiered-run stops itself so the shell sees the job stopped;
+`fg` (SIGCONT) thaws the tree and the clock goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from types import TracebackType
+
+
+class Terminal:
+    """tiered-run's controlling terminal, held open for the run."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def controlling(cls) -> Terminal | None:
+        """The controlling terminal, or None (CI, cron, a service, `setsid`)."""
+        try:
+            return cls(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+        except OSError:
+            return None
+
+    @property
+    def foreground(self) -> bool:
+        """Whether tiered-run's process group is the terminal's foreground group, i.e. the
+        one the terminal sends Ctrl-C, Ctrl-\\ and Ctrl-Z to."""
+        try:
+            return os.tcgetpgrp(self.fd) == os.getpgrp()
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class StopWithTree:
+    """While active, SIGTSTP to tiered-run stops the whole tree before tiered-run itself.
+
+    `on_stop` freezes the tree and `on_continue` thaws it; both run in the main thread, in
+    the signal handler. A SIGTSTP the caller ignores stays ignored.
+    """
+
+    def __init__(self, on_stop: Callable[[], None], on_continue: Callable[[], None]) -> None:
+        self._on_stop = on_stop
+        self._on_continue = on_continue
+        self._previous: object = None
+        self._active = False
+
+    def __enter__(self) -> StopWithTree:
+        if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGTSTP, self._stop)
+            self._active = True
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        err: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._active:
+            signal.signal(signal.SIGTSTP, self._previous)  # type: ignore[arg-type]
+            self._active = False
+
+    def _stop(self, _signum: int, _frame: object) -> None:
+        self._on_stop()
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once the shell sends SIGCONT (fg, bg)
+        self._on_continue()
