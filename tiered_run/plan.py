@@ -10,6 +10,7 @@ from tiered_run.config import Config
 from tiered_run.errors import UsageError
 from tiered_run.identity import resolve_user, user_environment
 from tiered_run.machine import Machine
+from tiered_run.outputs import OutputKind, check_output
 from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.tiers import resolve_limits
 
@@ -70,8 +71,7 @@ def plan_run(
     env = {**os.environ, **options.env}
     if user is not None:
         env = user_environment(env, user)
-    if options.log is not None and not options.log.parent.is_dir():
-        raise UsageError(f"--log {options.log}: directory {options.log.parent} does not exist")
+    check_output(options.log, "--log", OutputKind.STREAM)
     protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
     return RunSpec(
         command=command,

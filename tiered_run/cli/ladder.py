@@ -54,7 +54,7 @@ def _run_ladder(
     backend: str,
     interval: float,
     report_path: str | None,
-    junit_path: Path | None,
+    junit_path: str | None,
     quiet: bool,
     verbose: bool,
 ) -> int:

@@ -14,7 +14,8 @@ import click
 
 from tiered_run import streams
 from tiered_run.backends import CHOICES
-from tiered_run.outputs import check_output, write_text
+from tiered_run.errors import UsageError
+from tiered_run.outputs import OutputKind, check_output, write_atomically
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad
@@ -78,7 +79,7 @@ report_option = click.option(
     "--report", "report_path", metavar="FILE", help="Write the JSON report to FILE (- = stdout)."
 )
 junit_option = click.option(
-    "--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML."
+    "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, help="Print monitor events as they happen."
@@ -134,10 +135,13 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return _apply(options, func)
 
 
-def check_outputs(report_path: str | None, junit_path: Path | None = None) -> None:
-    """Check the --report (unless stdout) and --junit files before anything runs."""
+def check_outputs(
+    report_path: str | None, junit_path: str | None = None, log_path: str | None = None
+) -> None:
+    """Check the --report (unless stdout), --junit and --log files before anything runs."""
     check_output(report_path if report_path != "-" else None, "--report")
     check_output(junit_path, "--junit")
+    check_output(log_path, "--log", OutputKind.STREAM)
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
@@ -151,11 +155,14 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
         write_output(Path(report_path), render, "--report")
 
 
-def write_output(path: Path, render: Callable[[], str], option: str) -> None:
+def write_output(path: str | Path, render: Callable[[], str], option: str) -> None:
+    """Write one report file atomically; a failure is a warning, never a new exit code."""
     try:
-        write_text(path, render())
+        write_atomically(Path(path), render(), option)
     except OSError as err:
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
+    except UsageError as err:
+        streams.err(f"tiered-run: warning: not written: {err}")
 
 
 class EventPrinter:
