@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tiered_run.config import Config
 from tiered_run.errors import UsageError
-from tiered_run.identity import resolve_user, user_environment
+from tiered_run.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.machine import Machine
 from tiered_run.outputs import OutputKind, check_output
-from tiered_run.spec import OnLoad, RunSpec
+from tiered_run.spec import OnLoad, RunSpec, UserSpec
 from tiered_run.tiers import resolve_limits
 
 DEFAULT_INTERVAL = 0.25
@@ -35,6 +35,7 @@ class RunOptions:
     user: str | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    preserve_env: tuple[str, ...] = ()
     backend: str = "auto"
     interval: float = DEFAULT_INTERVAL
     log: Path | None = None
@@ -66,11 +67,17 @@ def plan_run(
     limits = resolve_limits(tier, machine, overrides)
     if options.interval <= 0:
         raise UsageError("--interval must be above 0, e.g. 0.2s")
-    user_name = options.user or tier.user
-    user = resolve_user(user_name) if user_name else None
-    env = {**os.environ, **options.env}
-    if user is not None:
-        env = user_environment(env, user)
+    user = _user(options, tier.user, f"tier {tier.name!r} (from {config.source}): user")
+    preserve = check_variable_names(options.preserve_env, "--preserve-env")
+    if user is None:
+        if preserve:
+            raise UsageError(
+                "--preserve-env only applies with --user: without it the workload inherits "
+                "the whole environment; drop it or add --user"
+            )
+        env = {**os.environ, **options.env}
+    else:
+        env = login_environment(user, os.environ, preserve, options.env)
     check_output(options.log, "--log", OutputKind.STREAM)
     protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
     return RunSpec(
@@ -85,3 +92,12 @@ def plan_run(
         log=options.log,
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
     )
+
+
+def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSpec | None:
+    """`--user` if given (an empty one is refused, never read as "no user"), else the tier's."""
+    if options.user is not None:
+        return resolve_user(options.user, "--user")
+    if tier_user is not None:
+        return resolve_user(tier_user, tier_where)
+    return None

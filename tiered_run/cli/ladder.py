@@ -71,6 +71,8 @@ def _run_ladder(
     machine = read_machine()
     config = load_config(machine, config_path)
     specs = plan_ladder(steps, config, machine, backend, interval)
+    if verbose:
+        print_progress(f"config: {config.source}")
     printer = EventPrinter() if verbose else None
     try:
         result = run_ladder(

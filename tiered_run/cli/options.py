@@ -15,10 +15,11 @@ import click
 from tiered_run import streams
 from tiered_run.backends import CHOICES
 from tiered_run.errors import UsageError
+from tiered_run.identity import LOGIN_NAMES
 from tiered_run.outputs import OutputKind, check_output, write_atomically
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
-from tiered_run.spec import OnLoad
+from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.units import parse_cpus, parse_duration, parse_size
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -49,6 +50,11 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 def _list_of(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return lambda text: tuple(parse(part) for part in text.split(","))
+
+
+def _flatten(_ctx: click.Context, _param: click.Parameter, value: Any) -> tuple[str, ...]:
+    """A repeatable option of comma lists, as one tuple: `--x A,B --x C` is (A, B, C)."""
+    return tuple(item for group in value or () for item in group)
 
 
 SIZE = _Parsed("size", parse_size)
@@ -113,7 +119,19 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="On a host load/pressure breach: warn, pause the tree, or kill it [warn].",
         ),
         click.option("--nice", type=click.IntRange(-20, 19), help="Scheduling niceness."),
-        click.option("--user", help="Run as this user, like `su - NAME` (root only)."),
+        click.option(
+            "--user",
+            metavar="NAME|UID",
+            help="Run as this account with a clean login environment, like `su - NAME` (root).",
+        ),
+        click.option(
+            "--preserve-env",
+            metavar="NAME,...",
+            type=_Parsed("names", lambda text: tuple(text.split(","))),
+            multiple=True,
+            callback=_flatten,
+            help="With --user: copy these variables from our environment (repeatable).",
+        ),
         backend_option,
         interval_option,
         config_option,
@@ -192,3 +210,21 @@ class EventPrinter:
 
 def print_progress(message: str) -> None:
     streams.err(f"tiered-run: {message}")
+
+
+def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) -> None:
+    """For -v: which config file was read, and which environment a --user workload gets
+    (names only: values may be secrets)."""
+    print_progress(f"config: {config_source}")
+    if spec.user is not None:
+        user = spec.user
+        login = [name for name in LOGIN_NAMES if name in spec.env]
+        line = (
+            f"runs as {user.name} (uid {user.uid}, gid {user.gid}) with the environment of "
+            f"`su - {user.name}`: {', '.join(login)}"
+        )
+        if added := sorted(set(spec.env) - set(LOGIN_NAMES)):
+            line += f", plus {', '.join(added)}"
+        if overridden := sorted(set(extra_env) & set(LOGIN_NAMES)):
+            line += f" (--env sets {', '.join(overridden)})"
+        print_progress(line)

@@ -16,6 +16,7 @@ from tiered_run.cli.options import (
     env_option,
     junit_option,
     limit_options,
+    print_setup,
     report_option,
     verbose_option,
     write_output,
@@ -70,6 +71,8 @@ def run(
         config,
         machine,
     )
+    if verbose:
+        print_setup(config.source, spec, dict(env_pairs))
     printer = EventPrinter() if verbose else None
     try:
         report = supervise(spec, on_event=printer)
