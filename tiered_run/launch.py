@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.errors import TieredRunError
+from tiered_run.privileges import restrict
 from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from tiered_run.spec import RunSpec, UserSpec
 
@@ -49,6 +50,7 @@ def spawn(spec: RunSpec, backend: Backend, output_fds: list[int] | None) -> Chil
         try:
             backend.attach()
             os.sched_setaffinity(0, spec.limits.cpus)
+            restrict(spec.privileges)
             if spec.limits.nice is not None:
                 os.setpriority(os.PRIO_PROCESS, 0, spec.limits.nice)
             if nproc_cap is not None:

@@ -11,7 +11,7 @@ from tiered_run.errors import UsageError
 from tiered_run.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.machine import Machine
 from tiered_run.outputs import OutputKind, check_output
-from tiered_run.spec import OnLoad, RunSpec, UserSpec
+from tiered_run.spec import OnLoad, Privileges, RunSpec, UserSpec
 from tiered_run.tiers import resolve_limits
 
 DEFAULT_INTERVAL = 0.25
@@ -39,6 +39,8 @@ class RunOptions:
     backend: str = "auto"
     interval: float = DEFAULT_INTERVAL
     log: Path | None = None
+    no_new_privileges: bool = False
+    drop_caps: bool = False
 
 
 def plan_run(
@@ -79,6 +81,13 @@ def plan_run(
     else:
         env = login_environment(user, os.environ, preserve, options.env)
     check_output(options.log, "--log", OutputKind.STREAM)
+    privileges = Privileges(options.no_new_privileges, options.drop_caps)
+    if privileges:
+        # Imported only when asked for: it loads ctypes, which every start-up would pay.
+        from tiered_run.privileges import unsupported_reason
+
+        if (problem := unsupported_reason(privileges)) is not None:
+            raise UsageError(problem)
     protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
     return RunSpec(
         command=command,
@@ -91,6 +100,7 @@ def plan_run(
         interval=options.interval,
         log=options.log,
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
+        privileges=privileges,
     )
 
 

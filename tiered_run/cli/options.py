@@ -87,6 +87,18 @@ report_option = click.option(
 junit_option = click.option(
     "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
+privilege_options = [
+    click.option(
+        "--no-new-privileges",
+        is_flag=True,
+        help="Setuid programs and file capabilities no longer raise the workload's privileges.",
+    ),
+    click.option(
+        "--drop-caps",
+        is_flag=True,
+        help="Root workload: cannot change its cgroups or limits (drops CAP_SYS_ADMIN & co).",
+    ),
+]
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, help="Print monitor events as they happen."
 )
@@ -132,6 +144,7 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             callback=_flatten,
             help="With --user: copy these variables from our environment (repeatable).",
         ),
+        *privilege_options,
         backend_option,
         interval_option,
         config_option,
@@ -147,6 +160,7 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
         interval_option,
         report_option,
         junit_option,
+        *privilege_options,
         click.option("-q", "--quiet", is_flag=True, help="No table, only a headline on failure."),
         verbose_option,
     ]
@@ -213,8 +227,8 @@ def print_progress(message: str) -> None:
 
 
 def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) -> None:
-    """For -v: which config file was read, and which environment a --user workload gets
-    (names only: values may be secrets)."""
+    """For -v: which config file was read, which environment a --user workload gets (names
+    only: values may be secrets), and what privileges it gives up."""
     print_progress(f"config: {config_source}")
     if spec.user is not None:
         user = spec.user
@@ -228,3 +242,13 @@ def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) ->
         if overridden := sorted(set(extra_env) & set(LOGIN_NAMES)):
             line += f" (--env sets {', '.join(overridden)})"
         print_progress(line)
+    given_up = [
+        what
+        for what, asked in (
+            ("no new privileges", spec.privileges.no_new_privileges),
+            ("capabilities, cgroup write access and user namespaces", spec.privileges.drop_caps),
+        )
+        if asked
+    ]
+    if given_up:
+        print_progress(f"the workload gives up: {'; '.join(given_up)}")
