@@ -137,12 +137,28 @@ def test_log_that_cannot_be_opened_is_refused_before_the_start(path, tmp_path):
     assert not marker.exists()
 
 
-def test_log_on_a_full_disk_is_a_warning_and_output_still_flows(tmp_path):
-    """`--log /dev/full`: the tee thread died on ENOSPC, the pipe stopped being drained, and
-    the workload blocked until the timeout."""
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: a log on it fills up after 64 KiB."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_log_on_a_full_disk_is_a_warning_and_output_still_flows(full_disk, tmp_path):
+    """The tee thread died on ENOSPC, the pipe stopped being drained, and the workload
+    blocked until the timeout (or for ever without one)."""
     report = tmp_path / "r.json"
     lines = 'import sys\nfor i in range(20000): print("line", i)\nprint("end", file=sys.stderr)'
-    args = ["--log", "/dev/full", "--report", str(report), "--timeout", "30"]
+    args = ["--log", str(full_disk / "out.log"), "--report", str(report), "--timeout", "30"]
     proc = subprocess.run(
         guard_argv(*args, "--", PY, "-c", lines),
         capture_output=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 from tiered_run.errors import UsageError
 from tiered_run.machine import Machine
 from tiered_run.tiers import TIER_KEYS, Tier, default_tiers
+from tiered_run.trust import open_trusted
 from tiered_run.units import parse_cpus, parse_duration, parse_size
 
 DEFAULT_TIER = "batch"
@@ -55,19 +56,22 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
     for path, in_pyproject in candidate_paths(Path.cwd(), Path.home()):
         if not path.is_file():
             continue
-        data = _read_toml(path)
+        data = _read_toml(path, trusted=not in_pyproject)
         if in_pyproject:
             section = data.get("tool", {}).get("tiered-run")
             if section is None:
                 continue
+            # A pyproject.toml without our section configures nothing; one with it is read
+            # again, this time only if no other user could have written it.
+            section = _read_toml(path).get("tool", {}).get("tiered-run", {})
             return parse_config(section, machine, f"{path} [tool.tiered-run]")
         return parse_config(data, machine, str(path))
     return Config(default_tiers(machine), DEFAULT_TIER, "built-in defaults")
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path, trusted: bool = True) -> dict:
     try:
-        with open(path, "rb") as handle:
+        with open_trusted(path) if trusted else open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: not valid TOML ({err}); fix the file") from err

@@ -19,6 +19,7 @@ from tiered_run.plan import DEFAULT_INTERVAL, RunOptions, plan_run
 from tiered_run.report import Outcome
 from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.tiers import TIER_KEYS
+from tiered_run.trust import open_trusted
 from tiered_run.units import parse_duration, parse_size
 
 LIMIT_KEYS = (TIER_KEYS - {"protected", "description"}) | {"load_max", "pressure_max", "on_load"}
@@ -57,7 +58,7 @@ class Ladder:
 def load_ladder(path: Path) -> Ladder:
     """Read and check a ladder file; relative step `cwd`s are taken from the file's folder."""
     try:
-        with open(path, "rb") as handle:
+        with open_trusted(path, "ladder file") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise UsageError(f"ladder file {path} does not exist; check the path") from None

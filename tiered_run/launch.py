@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from tiered_run import stdio
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.errors import TieredRunError
+from tiered_run.privileges import restrict
 from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from tiered_run.spec import RunSpec, UserSpec
 
@@ -59,6 +60,7 @@ def spawn(
         try:
             backend.attach()
             os.sched_setaffinity(0, spec.limits.cpus)
+            restrict(spec.privileges)
             if spec.limits.nice is not None:
                 os.setpriority(os.PRIO_PROCESS, 0, spec.limits.nice)
             if nproc_cap is not None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from tiered_run.config import Config
 from tiered_run.errors import UsageError
-from tiered_run.identity import resolve_user, user_environment
+from tiered_run.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.machine import Machine
-from tiered_run.spec import OnLoad, RunSpec
+from tiered_run.outputs import OutputKind, check_output
+from tiered_run.spec import OnLoad, Privileges, RunSpec, UserSpec
 from tiered_run.tiers import resolve_limits
 
 DEFAULT_INTERVAL = 0.25
@@ -35,9 +36,12 @@ class RunOptions:
     user: str | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    preserve_env: tuple[str, ...] = ()
     backend: str = "auto"
     interval: float = DEFAULT_INTERVAL
     log: Path | None = None
+    no_new_privileges: bool = False
+    drop_caps: bool = False
 
 
 def plan_run(
@@ -67,13 +71,25 @@ def plan_run(
     limits = resolve_limits(tier, machine, overrides)
     if options.interval <= 0:
         raise UsageError("--interval must be above 0, e.g. 0.2s")
-    user_name = options.user or tier.user
-    user = resolve_user(user_name) if user_name else None
-    env = {**os.environ, **options.env}
-    if user is not None:
-        env = user_environment(env, user)
-    if options.log is not None and not options.log.parent.is_dir():
-        raise UsageError(f"--log {options.log}: directory {options.log.parent} does not exist")
+    user = _user(options, tier.user, f"tier {tier.name!r} (from {config.source}): user")
+    preserve = check_variable_names(options.preserve_env, "--preserve-env")
+    if user is None:
+        if preserve:
+            raise UsageError(
+                "--preserve-env only applies with --user: without it the workload inherits "
+                "the whole environment; drop it or add --user"
+            )
+        env = {**os.environ, **options.env}
+    else:
+        env = login_environment(user, os.environ, preserve, options.env)
+    check_output(options.log, "--log", OutputKind.STREAM)
+    privileges = Privileges(options.no_new_privileges, options.drop_caps)
+    if privileges:
+        # Imported only when asked for: it loads ctypes, which every start-up would pay.
+        from tiered_run.privileges import unsupported_reason
+
+        if (problem := unsupported_reason(privileges)) is not None:
+            raise UsageError(problem)
     protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
     return RunSpec(
         command=command,
@@ -86,4 +102,14 @@ def plan_run(
         interval=options.interval,
         log=options.log,
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
+        privileges=privileges,
     )
+
+
+def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSpec | None:
+    """`--user` if given (an empty one is refused, never read as "no user"), else the tier's."""
+    if options.user is not None:
+        return resolve_user(options.user, "--user")
+    if tier_user is not None:
+        return resolve_user(tier_user, tier_where)
+    return None

@@ -65,6 +65,22 @@ class UserSpec:
 
 
 @dataclass(frozen=True)
+class Privileges:
+    """What a workload gives up before exec, for one that runs as root and does not need
+    what it gives up (see `privileges.restrict`)."""
+
+    # PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities no longer raise privileges.
+    no_new_privileges: bool = False
+    # Capabilities that could undo the run's limits leave the bounding set, the cgroup
+    # filesystems are read-only in a mount namespace of its own, and user namespaces
+    # (which would hand those capabilities back) cannot be created.
+    drop_caps: bool = False
+
+    def __bool__(self) -> bool:
+        return self.no_new_privileges or self.drop_caps
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything one guarded run needs, validated before anything starts."""
 
@@ -78,3 +94,4 @@ class RunSpec:
     interval: float = 0.2
     log: Path | None = None
     protected_cpus: tuple[int, ...] = ()
+    privileges: Privileges = field(default_factory=Privileges)

@@ -90,6 +90,8 @@ def calibrate(
         )
     machine = read_machine()
     config = load_config(machine, config_path)
+    if verbose:
+        print_progress(f"config: {config.source}")
     tier = config.tier(options["tier"])
     memory = cal.schedule(
         "memory",

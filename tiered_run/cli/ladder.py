@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def _run_ladder(
     backend: str,
     interval: float,
     report_path: str | None,
-    junit_path: Path | None,
+    junit_path: str | None,
+    no_new_privileges: bool,
+    drop_caps: bool,
     quiet: bool,
     verbose: bool,
 ) -> int:
@@ -70,7 +73,22 @@ def _run_ladder(
     check_outputs(report_path, junit_path)
     machine = read_machine()
     config = load_config(machine, config_path)
+    if no_new_privileges or drop_caps:
+        steps = replace(
+            steps,
+            steps=tuple(
+                replace(
+                    step,
+                    options=replace(
+                        step.options, no_new_privileges=no_new_privileges, drop_caps=drop_caps
+                    ),
+                )
+                for step in steps.steps
+            ),
+        )
     specs = plan_ladder(steps, config, machine, backend, interval)
+    if verbose:
+        print_progress(f"config: {config.source}")
     printer = EventPrinter() if verbose else None
     try:
         result = run_ladder(

@@ -14,10 +14,12 @@ import click
 
 from tiered_run import streams
 from tiered_run.backends import CHOICES
-from tiered_run.outputs import check_output, write_text
+from tiered_run.errors import UsageError
+from tiered_run.identity import LOGIN_NAMES
+from tiered_run.outputs import OutputKind, check_output, write_atomically
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
-from tiered_run.spec import OnLoad
+from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.units import parse_cpus, parse_duration, parse_signal, parse_size
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -50,6 +52,11 @@ def _list_of(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return lambda text: tuple(parse(part) for part in text.split(","))
 
 
+def _flatten(_ctx: click.Context, _param: click.Parameter, value: Any) -> tuple[str, ...]:
+    """A repeatable option of comma lists, as one tuple: `--x A,B --x C` is (A, B, C)."""
+    return tuple(item for group in value or () for item in group)
+
+
 SIZE = _Parsed("size", parse_size)
 DURATION = _Parsed("duration", parse_duration)
 CPUS = _Parsed("cpus", parse_cpus)
@@ -79,8 +86,20 @@ report_option = click.option(
     "--report", "report_path", metavar="FILE", help="Write the JSON report to FILE (- = stdout)."
 )
 junit_option = click.option(
-    "--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML."
+    "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
+privilege_options = [
+    click.option(
+        "--no-new-privileges",
+        is_flag=True,
+        help="Setuid programs and file capabilities no longer raise the workload's privileges.",
+    ),
+    click.option(
+        "--drop-caps",
+        is_flag=True,
+        help="Root workload: cannot change its cgroups or limits (drops CAP_SYS_ADMIN & co).",
+    ),
+]
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, help="Print monitor events as they happen."
 )
@@ -120,7 +139,20 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="On a host load/pressure breach: warn, pause the tree, or kill it [warn].",
         ),
         click.option("--nice", type=click.IntRange(-20, 19), help="Scheduling niceness."),
-        click.option("--user", help="Run as this user, like `su - NAME` (root only)."),
+        click.option(
+            "--user",
+            metavar="NAME|UID",
+            help="Run as this account with a clean login environment, like `su - NAME` (root).",
+        ),
+        click.option(
+            "--preserve-env",
+            metavar="NAME,...",
+            type=_Parsed("names", lambda text: tuple(text.split(","))),
+            multiple=True,
+            callback=_flatten,
+            help="With --user: copy these variables from our environment (repeatable).",
+        ),
+        *privilege_options,
         backend_option,
         interval_option,
         config_option,
@@ -136,16 +168,20 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
         interval_option,
         report_option,
         junit_option,
+        *privilege_options,
         click.option("-q", "--quiet", is_flag=True, help="No table, only a headline on failure."),
         verbose_option,
     ]
     return _apply(options, func)
 
 
-def check_outputs(report_path: str | None, junit_path: Path | None = None) -> None:
-    """Check the --report (unless stdout) and --junit files before anything runs."""
+def check_outputs(
+    report_path: str | None, junit_path: str | None = None, log_path: str | None = None
+) -> None:
+    """Check the --report (unless stdout), --junit and --log files before anything runs."""
     check_output(report_path if report_path != "-" else None, "--report")
     check_output(junit_path, "--junit")
+    check_output(log_path, "--log", OutputKind.STREAM)
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
@@ -159,11 +195,14 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
         write_output(Path(report_path), render, "--report")
 
 
-def write_output(path: Path, render: Callable[[], str], option: str) -> None:
+def write_output(path: str | Path, render: Callable[[], str], option: str) -> None:
+    """Write one report file atomically; a failure is a warning, never a new exit code."""
     try:
-        write_text(path, render())
+        write_atomically(Path(path), render(), option)
     except OSError as err:
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
+    except UsageError as err:
+        streams.err(f"tiered-run: warning: not written: {err}")
 
 
 class EventPrinter:
@@ -193,3 +232,31 @@ class EventPrinter:
 
 def print_progress(message: str) -> None:
     streams.err(f"tiered-run: {message}")
+
+
+def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) -> None:
+    """For -v: which config file was read, which environment a --user workload gets (names
+    only: values may be secrets), and what privileges it gives up."""
+    print_progress(f"config: {config_source}")
+    if spec.user is not None:
+        user = spec.user
+        login = [name for name in LOGIN_NAMES if name in spec.env]
+        line = (
+            f"runs as {user.name} (uid {user.uid}, gid {user.gid}) with the environment of "
+            f"`su - {user.name}`: {', '.join(login)}"
+        )
+        if added := sorted(set(spec.env) - set(LOGIN_NAMES)):
+            line += f", plus {', '.join(added)}"
+        if overridden := sorted(set(extra_env) & set(LOGIN_NAMES)):
+            line += f" (--env sets {', '.join(overridden)})"
+        print_progress(line)
+    given_up = [
+        what
+        for what, asked in (
+            ("no new privileges", spec.privileges.no_new_privileges),
+            ("capabilities, cgroup write access and user namespaces", spec.privileges.drop_caps),
+        )
+        if asked
+    ]
+    if given_up:
+        print_progress(f"the workload gives up: {'; '.join(given_up)}")

@@ -16,6 +16,7 @@ from tiered_run.cli.options import (
     env_option,
     junit_option,
     limit_options,
+    print_setup,
     report_option,
     verbose_option,
     write_output,
@@ -32,9 +33,7 @@ from tiered_run.units import format_cpus, format_size
 @limit_options
 @cwd_option
 @env_option
-@click.option(
-    "--log", type=click.Path(dir_okay=False, path_type=Path), help="Also write output here."
-)
+@click.option("--log", metavar="FILE", help="Also write the output to FILE (or a FIFO, /dev/null).")
 @report_option
 @junit_option
 @click.option(
@@ -47,7 +46,8 @@ def run(
     config_path: Path | None,
     env_pairs: tuple[tuple[str, str], ...],
     report_path: str | None,
-    junit_path: Path | None,
+    junit_path: str | None,
+    log: str | None,
     quiet: bool,
     verbose: bool,
     **options: Any,
@@ -57,7 +57,7 @@ def run(
     from tiered_run.supervisor import run as supervise
 
     on_load = options.pop("on_load")
-    check_outputs(report_path, junit_path)
+    check_outputs(report_path, junit_path, log)
     machine = read_machine()
     config = load_config(machine, config_path)
     spec = plan_run(
@@ -66,10 +66,13 @@ def run(
             **options,
             on_load=OnLoad(on_load) if on_load else None,
             env=dict(env_pairs),
+            log=Path(log) if log is not None else None,
         ),
         config,
         machine,
     )
+    if verbose:
+        print_setup(config.source, spec, dict(env_pairs))
     printer = EventPrinter() if verbose else None
     try:
         report = supervise(spec, on_event=printer)

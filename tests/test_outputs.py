@@ -1,0 +1,272 @@
+"""Files tiered-run writes as root: no symlink another user planted is followed, no file
+another user owns is reused, reports appear whole, and whatever can be refused is refused
+before the workload starts (exit 125, one line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from workloads import PY
+
+from tiered_run.errors import UsageError
+from tiered_run.outputs import OutputKind, check_output, write_atomically
+
+IS_ROOT = os.geteuid() == 0
+NOBODY = pwd.getpwnam("nobody")
+OPTIONS = ("--log", "--report", "--junit")
+root_only = pytest.mark.skipif(not IS_ROOT, reason="the attacks are on a root tiered-run")
+
+
+def tiered_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "tiered_run", "-q", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 125 with one line naming the problem."""
+    assert proc.returncode == 125, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tiered-run: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def marker_cmd(marker: Path) -> list[str]:
+    return ["--", "sh", "-c", f"echo hi; touch {marker}"]
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim.conf"
+    path.write_text("precious\n")
+    return path
+
+
+def plant_link(directory: Path, target: Path, owner: int = NOBODY.pw_uid) -> Path:
+    link = directory / "x.out"
+    link.symlink_to(target)
+    os.lchown(link, owner, -1)
+    return link
+
+
+# -- symlinks planted by another user ---------------------------------------------------
+
+
+@root_only
+@pytest.mark.parametrize("option", OPTIONS)
+def test_symlink_in_a_sticky_directory_is_not_followed(option, tmp_path, victim):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    link = plant_link(shared, victim)
+    marker = tmp_path / "started"
+
+    proc = tiered_run(option, str(link), *marker_cmd(marker), cwd=tmp_path)
+
+    refused(proc, option, "not followed", "nobody")
+    assert victim.read_text() == "precious\n"
+    assert not marker.exists()
+
+
+@root_only
+@pytest.mark.parametrize("option", OPTIONS)
+def test_symlink_in_a_directory_another_user_owns_is_not_followed(option, tmp_path, victim):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
+    link = plant_link(theirs, victim, owner=0)  # they can swap it whoever owns it
+    marker = tmp_path / "started"
+
+    proc = tiered_run(option, str(link), *marker_cmd(marker), cwd=tmp_path)
+
+    refused(proc, "not followed", "owned by nobody")
+    assert victim.read_text() == "precious\n"
+    assert not marker.exists()
+
+
+def test_a_symlink_of_our_own_in_our_directory_is_followed_and_stays_a_link(tmp_path):
+    real = tmp_path / "reports"
+    real.mkdir()
+    link = tmp_path / "latest.json"
+    link.symlink_to(real / "run.json")
+
+    proc = tiered_run("--report", str(link), "--", "true", cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink()
+    assert json.loads((real / "run.json").read_text())["exit_code"] == 0
+
+
+# -- files that are not ours ------------------------------------------------------------
+
+
+@root_only
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_file_another_user_owns_is_not_reused(option, tmp_path):
+    trap = tmp_path / "out"
+    trap.write_text("theirs\n")
+    os.chown(trap, NOBODY.pw_uid, NOBODY.pw_gid)
+    trap.chmod(0o666)  # so that they could read what we would write
+    marker = tmp_path / "started"
+
+    proc = tiered_run(option, str(trap), *marker_cmd(marker), cwd=tmp_path)
+
+    refused(proc, "belongs to nobody", "choose another file")
+    assert trap.read_text() == "theirs\n"
+    assert trap.stat().st_uid == NOBODY.pw_uid
+    assert not marker.exists()
+
+
+def test_a_log_hard_linked_to_another_file_is_refused(tmp_path, victim):
+    link = tmp_path / "run.log"
+    os.link(victim, link)
+
+    proc = tiered_run("--log", str(link), "--", "true", cwd=tmp_path)
+
+    refused(proc, "hard links")
+    assert victim.read_text() == "precious\n"
+
+
+# -- paths that cannot work, refused before the start -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "path", "needle"),
+    [
+        ("--report", "", "empty file name"),
+        ("--junit", "", "empty file name"),
+        ("--log", "", "empty file name"),
+        ("--report", ".", "is a directory"),
+        ("--log", ".", "is a directory"),
+        ("--report", "missing/r.json", "does not exist"),
+        ("--report", "/proc/self/status", "kernel interface"),
+        ("--junit", "/sys/kernel/mm/x.xml", "kernel interface"),
+        ("--log", "/proc/self/fd/1", "kernel interface"),
+        ("--report", "/dev/full", "not a regular file"),
+        ("--report", "/dev/null", "not a regular file"),
+        ("--junit", "/dev/full", "not a regular file"),
+        ("--log", "/dev/full", "No space left"),
+    ],
+)
+def test_unusable_output_paths_are_refused_before_the_start(option, path, needle, tmp_path):
+    marker = tmp_path / "started"
+    proc = tiered_run(option, path, *marker_cmd(marker), cwd=tmp_path)
+    refused(proc, needle)
+    assert not marker.exists()
+
+
+def test_a_log_may_be_a_character_device(tmp_path):
+    proc = tiered_run("--log", "/dev/null", "--", "echo", "hi", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hi\n"
+
+
+def test_a_log_may_be_a_fifo_with_a_reader(tmp_path):
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:
+            received.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc = tiered_run("--log", str(fifo), "--", "echo", "through the fifo", cwd=tmp_path)
+    reader.join(30)
+
+    assert proc.returncode == 0, proc.stderr
+    assert received == [b"through the fifo\n"]
+
+
+def test_a_fifo_nobody_reads_is_refused_instead_of_hanging(tmp_path):
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    proc = tiered_run("--log", str(fifo), "--", "true", cwd=tmp_path)
+    refused(proc, "no reader")
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory every user can walk through (pytest's own are root's 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="tiered-run-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@root_only
+def test_a_directory_we_cannot_write_is_refused(open_dir):
+    """As nobody (a forked child: this Python may not be executable by nobody)."""
+    locked = open_dir / "locked"
+    locked.mkdir(mode=0o755)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 3
+        try:
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+            check_output(str(locked / "r.json"), "--report")
+            code = 1
+        except UsageError as err:
+            code = 0 if "cannot create files" in str(err) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- reports appear whole ---------------------------------------------------------------
+
+
+def test_report_is_replaced_whole_and_keeps_its_mode(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("old")
+    report.chmod(0o600)
+
+    write_atomically(report, '{"new": true}\n', "--report")
+
+    assert report.read_text() == '{"new": true}\n'
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left
+
+
+def test_new_report_gets_the_mode_a_plain_open_would_give(tmp_path):
+    proc = tiered_run("--report", "r.json", "--junit", "j.xml", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("r.json", "j.xml"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.xml", "r.json"]
+
+
+def test_a_report_that_cannot_be_written_after_the_run_is_a_warning(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = tiered_run(
+        "--report", str(out / "r.json"), "--", "sh", "-c", f"rm -r {out}; exit 3", cwd=tmp_path
+    )
+    assert proc.returncode == 3  # the workload's own code stands
+    assert "tiered-run: warning: not written: --report" in proc.stderr
+
+
+def test_check_output_kinds_accept_what_they_can_write(tmp_path):
+    check_output("/dev/null", "--log", OutputKind.STREAM)
+    with pytest.raises(UsageError, match="not a regular file"):
+        check_output("/dev/null", "--report", OutputKind.REPORT)
+    check_output(tmp_path / "new.json", "--report")
