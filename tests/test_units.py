@@ -188,10 +188,12 @@ def test_duration_maximum_can_be_narrowed():
         (8.0, "8 s"),
         (8.02, "8.02 s"),
         (59.5, "59.5 s"),
-        (60, "1 min 0 s"),
+        (60, "1 min"),
         (75.3, "1 min 15.3 s"),
         (3725.25, "1 h 2 min 5.25 s"),
-        (59.999, "1 min 0 s"),
+        (59.999, "1 min"),
+        (7200, "2 h"),
+        (3605, "1 h 5 s"),
     ],
 )
 def test_durations_are_written_in_one_style_at_every_length(seconds, text):

@@ -18,7 +18,9 @@ from tiered_run.spec import RunSpec
 
 LADDER_SCHEMA_VERSION = 1
 EXIT_UNHEALTHY = 120  # the host did not settle before a step
-EXIT_EXPECTATION = 1  # a step exited 0 where it was expected to breach a ceiling
+# A step exited 0 where it was expected to breach a ceiling. Not 1, which is a step's own
+# code as often as anything; 119 is next to the other codes tiered-run gives itself.
+EXIT_EXPECTATION = 119
 
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
@@ -108,8 +110,8 @@ def run_ladder(
     """Run the steps in order, each behind the gate; stop at the first failure unless
     keep_going. A host that does not settle, or an interruption, always stops the ladder.
 
-    The exit code is that of the first problem: a failing step's own code (1 if it exited
-    0 where a breach was expected), EXIT_UNHEALTHY for the gate, 130 for Ctrl-C.
+    The exit code is that of the first problem: a failing step's own code (EXIT_EXPECTATION if
+    it exited 0 where a breach was expected), EXIT_UNHEALTHY for the gate, 130 for Ctrl-C.
     """
     if runner is None:
         from tiered_run.supervisor import run as runner

@@ -75,3 +75,6 @@ class RunSpec:
     interval: float = 0.2
     log: Path | None = None
     protected_cpus: tuple[int, ...] = ()
+    # What the plan let through but the user should know: an override of the tier's host
+    # reserve, a run on protected CPUs allowed by the flag. Every report repeats them.
+    warnings: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ MiB = 1024**2
 # (a 2^64 ceiling became an instant OOM "at the 16.0 EiB ceiling").
 MAX_SIZE = 1024**6
 MAX_DURATION = 365 * 86400.0  # a year: far beyond any run, far below what timers overflow at
+MAX_INTERVAL = 60.0  # a monitor that samples less often than this cannot enforce anything
 MAX_CPU = 8191  # the kernel's NR_CPUS is at most 8192
 NO_CEILING = 0  # what `none` and `infinity` parse to where a ceiling may be lifted
 NONE_WORDS = frozenset({"none", "infinity"})
@@ -135,6 +136,53 @@ def parse_duration(text: str | float | int, *, maximum: float = MAX_DURATION) ->
     return _checked_seconds(float(value), repr(text), maximum)
 
 
+def parse_timeout(text: str | float | int) -> float:
+    """A wall-time ceiling: a duration, where 0, `none` and `infinity` mean no timeout."""
+    if isinstance(text, str) and text.strip().lower() in NONE_WORDS:
+        return 0.0
+    return parse_duration(text)
+
+
+def parse_interval(text: str | float | int) -> float:
+    """A sampling period: above 0 and at most a minute (`--interval 1e10` left the
+    monitor thread dead and SIGTERM ignored)."""
+    value = parse_duration(text, maximum=MAX_INTERVAL)
+    if value <= 0:
+        raise ValueError(f"interval must be above 0, e.g. 0.25s; got {text!r}")
+    return value
+
+
+def parse_number(
+    raw: str | float | int, *, low: float, high: float, example: str, whole: bool = False
+) -> float:
+    """A finite number from `low` to `high` (`nan` compares false to every bound and
+    would slip through a plain range check, leaving a ceiling that never fires)."""
+    kind = "a whole number" if whole else "a number"
+    value: float
+    if isinstance(raw, str):
+        try:
+            value = int(raw) if whole else float(raw)
+        except ValueError:
+            raise ValueError(f"expected {kind}, e.g. {example}; got {raw!r}") from None
+    elif (
+        isinstance(raw, int | float)
+        and not isinstance(raw, bool)
+        and not (whole and isinstance(raw, float))
+    ):
+        value = raw
+    else:
+        raise ValueError(f"expected {kind}, e.g. {example}; got {raw!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(
+            f"must be from {_plain(low)} to {_plain(high)}, e.g. {example}; got {raw!r}"
+        )
+    return value
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
 def _checked_seconds(value: float, shown: str, maximum: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"duration must be a finite number of seconds, got {shown}; 0 = none")
@@ -148,14 +196,14 @@ def _checked_seconds(value: float, shown: str, maximum: float) -> float:
 
 def format_duration(seconds: float) -> str:
     """A duration in one style at every length, which parse_duration reads back:
-    `0.02 s`, `8 s`, `1 min 15.3 s`, `1 h 2 min 5.25 s`."""
+    `0.02 s`, `8 s`, `1 min 15.3 s`, `1 h 2 min 5.25 s`, `2 h`."""
     seconds = round(seconds, 2)
     if seconds < 60:
         return f"{_decimal(seconds)} s"
     minutes, rest = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
-    parts = [f"{hours} h"] if hours else []
-    return " ".join([*parts, f"{minutes} min", f"{_decimal(round(rest, 2))} s"])
+    parts = [(hours, "h"), (minutes, "min"), (round(rest, 2), "s")]
+    return " ".join(f"{_decimal(value)} {unit}" for value, unit in parts if value)
 
 
 def _decimal(value: float) -> str:

@@ -53,6 +53,7 @@ def _run_ladder(
     config_path: Path | None,
     backend: str,
     interval: float,
+    allow_protected_cpus: bool,
     report_path: str | None,
     junit_path: Path | None,
     quiet: bool,
@@ -70,7 +71,7 @@ def _run_ladder(
     check_outputs(report_path, junit_path)
     machine = read_machine()
     config = load_config(machine, config_path)
-    specs = plan_ladder(steps, config, machine, backend, interval)
+    specs = plan_ladder(steps, config, machine, backend, interval, allow_protected_cpus)
     printer = EventPrinter() if verbose else None
     try:
         result = run_ladder(
