@@ -16,7 +16,7 @@ from tiered_run.machine import HostReader, HostState
 from tiered_run.report import Event, Outcome, RunReport
 from tiered_run.spec import RunSpec
 
-LADDER_SCHEMA_VERSION = 1
+LADDER_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside; host pressure in _pct
 EXIT_UNHEALTHY = 120  # the host did not settle before a step
 # A step exited 0 where it was expected to breach a ceiling. Not 1, which is a step's own
 # code as often as anything; 119 is next to the other codes tiered-run gives itself.
@@ -169,10 +169,13 @@ def _short(command: tuple[str, ...], width: int = 60) -> str:
 
 
 def _verdict(step: Step, report: RunReport) -> str:
-    ended = f"{report.outcome.value} (exit code {report.exit_code})"
-    if step.expect is not Outcome.EXITED:
-        ended = f"{ended}, expected {step.expect.value}"
-    return f"{ended}: {' '.join(report.message.split())}"
+    """How the step ended, said once (the report's message names its outcome)."""
+    ended = " ".join(report.message.split())
+    if step.expect is Outcome.EXITED:
+        return ended
+    if step_passed(step, report):
+        return f"{ended}, as expected"
+    return f"{ended}; expected {step.expect.value}"
 
 
 def _summary(

@@ -41,7 +41,7 @@ class Limits:
             "memory_high_bytes": self.memory_high,
             "tasks_max": self.tasks_max,
             "load_max": self.load_max,
-            "pressure_max": self.pressure_max,
+            "pressure_max_pct": self.pressure_max,
             "on_load": self.on_load.value,
             "nice": self.nice,
             "cpu_weight": self.cpu_weight,

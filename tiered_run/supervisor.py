@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from tiered_run import __version__
 from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.backends.cgroupfs import new_run_id
@@ -19,7 +20,7 @@ from tiered_run.launch import SpawnError, spawn
 from tiered_run.machine import HostReader
 from tiered_run.monitor import Monitor, terminate_tree
 from tiered_run.outputs import open_log
-from tiered_run.policy import Breach, find_breach
+from tiered_run.policy import Breach, find_breach, kernel_enforced, not_enforced
 from tiered_run.report import (
     Event,
     HostSummary,
@@ -31,14 +32,9 @@ from tiered_run.report import (
 from tiered_run.sentinel import Sentinel
 from tiered_run.spec import RunSpec
 from tiered_run.tee import Tee
+from tiered_run.units import plural
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-KERNEL_ENFORCED = (
-    Capability.CPUSET,
-    Capability.MEMORY_LIMIT,
-    Capability.MEMORY_HIGH,
-    Capability.TASKS_LIMIT,
-)
 
 
 def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
@@ -155,7 +151,7 @@ class Supervisor:
         if not remaining:
             return 0
         if monitor.breach is None:
-            monitor.note("leftovers", f"{len(remaining)} process(es) outlived the main process")
+            monitor.note("leftovers", f"{plural(len(remaining), 'process')} outlived the main one")
         terminate_tree(self.backend, self.spec.limits.kill_after)
         return len(remaining) if monitor.breach is None else 0
 
@@ -173,13 +169,13 @@ class Supervisor:
         if breach is not None:
             outcome, message = breach.outcome, breach.message
             if monitor.killed_by_sigkill:
-                message += f"; {monitor.killed_by_sigkill} process(es) needed SIGKILL"
+                message += f"; {plural(monitor.killed_by_sigkill, 'process')} needed SIGKILL"
         elif signum is not None:
             outcome, message = Outcome.SIGNAL, f"died of {signal_name(signum)}"
         else:
             outcome, message = Outcome.EXITED, f"exited with code {returncode}"
         if leftovers:
-            message += f"; {leftovers} leftover process(es) killed"
+            message += f"; {plural(leftovers, 'leftover process')} killed"
         if outcome is Outcome.INTERRUPTED:
             code = 128 + (self._signum or signal.SIGINT)
         else:
@@ -202,6 +198,11 @@ class Supervisor:
     ) -> RunReport:
         spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
         host_end = monitor.host_last
+        if outcome not in (Outcome.EXITED, Outcome.SIGNAL):
+            # "exited with code 3" and "died of SIGSEGV" say how the run ended; every other
+            # message is a detail that needs its outcome in front to stand alone.
+            message = f"{outcome.value}: {message}"
+        busy = peaks.protected_busy
         return RunReport(
             run_id=self.run_id,
             command=spec.command,
@@ -229,19 +230,24 @@ class Supervisor:
             cpus_seen=tuple(sorted(peaks.cpus_seen)) if peaks.cpus_known else None,
             leftover_killed=leftovers,
             limits=spec.limits.as_dict(),
-            enforced_by_kernel=tuple(c.value for c in KERNEL_ENFORCED if c in caps),
+            enforced_by_kernel=kernel_enforced(spec.limits, caps),
             memory_high_exceeded=peaks.memory_high_exceeded,
             host=HostSummary(
                 load1_start=monitor.host_start.load1,
                 load1_peak=max(peaks.load1, monitor.host_start.load1),
                 load1_end=host_end.load1,
-                pressure_peak=peaks.pressure,
-                memory_available_min=peaks.memory_available_min
+                pressure_peak_pct=peaks.pressure,
+                memory_available_min_bytes=peaks.memory_available_min
                 or monitor.host_start.memory_available,
                 protected_cpus=spec.protected_cpus,
-                protected_cpu_busy_peak=peaks.protected_busy,
+                protected_cpu_busy_peak_pct=None if busy is None else round(busy * 100, 1),
             ),
             log=str(spec.log) if spec.log is not None else None,
+            warnings=spec.warnings,
+            not_enforced=not_enforced(spec.limits, self.backend.name),
+            ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            hostname=os.uname().nodename,
+            tiered_run_version=__version__,
             events=tuple(monitor.events),
             timeline=tuple(monitor.timeline.points),
         )

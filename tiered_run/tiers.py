@@ -131,7 +131,9 @@ def check_protected(
     what = f"{where} runs on {cpu_list(taken)} of protected tier {owners}"
     if allow:
         return f"{what}, allowed by --allow-protected-cpus"
-    raise UsageError(f"{what}; {usable_hint(machine, protected)}, or pass --allow-protected-cpus")
+    raise UsageError(
+        f"{what}; {usable_hint(machine, protected)}; --allow-protected-cpus runs there anyway"
+    )
 
 
 def reserve_warning(tier: Tier, limits: Limits, machine: Machine) -> str | None:
