@@ -45,12 +45,13 @@ _SIZE_UNITS = {
     "eb": 1000**6,
     "eib": 1024**6,
 }
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+# ASCII only: `\d` would also take other scripts' digits, which no one types for a size.
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", re.ASCII)
 _SIZE_EXAMPLE = "e.g. 300M, 2G, 512MiB"
-_PLAIN_SECONDS = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_PLAIN_SECONDS = re.compile(r"\d+(?:\.\d+)?|\.\d+", re.ASCII)
 # What a duration may contain before the library sees it: ASCII digits and unit letters
 # only (the library also reads other scripts' digits), and no number with two dots.
-_DURATION_TEXT = re.compile(r"[0-9a-z.,\s]+")
+_DURATION_TEXT = re.compile(r"[0-9a-z.,\s]+", re.ASCII)
 _TWO_DOTS = re.compile(r"\d*\.\d*\.")
 _DURATION_EXAMPLE = "e.g. 8, 1.5s, 500ms, 5min, 1h 30m, 1d"
 
@@ -161,6 +162,8 @@ def parse_number(
     value: float
     if isinstance(raw, str):
         try:
+            if not raw.isascii():  # int() and float() also read other scripts' digits
+                raise ValueError(raw)
             value = int(raw) if whole else float(raw)
         except ValueError:
             raise ValueError(f"expected {kind}, e.g. {example}; got {raw!r}") from None
@@ -215,7 +218,7 @@ def parse_cpus(text: str | int) -> tuple[int, ...]:
     cpus: set[int] = set()
     raw = str(text).strip()
     for part in raw.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part, re.ASCII)
         if not match:
             raise ValueError(f"malformed CPU list {text!r}: use e.g. 1, 4-19 or 0,2-3")
         low = _cpu_number(match.group(1), text)
