@@ -42,7 +42,24 @@ BAD = {
     "report dir missing": (["--report", "/nonexistent/r.json"], "does not exist", "--report"),
     "junit dir missing": (["--junit", "/nonexistent/j.xml"], "does not exist", "--junit"),
     "log dir missing": (["--log", "/nonexistent/run.log"], "does not exist", "--log"),
+    "memory in bytes": (["--memory", "100"], "did you mean 100M?", "--memory"),
+    "memory fraction": (["--memory", "1.5"], "fraction of a byte", "--memory"),
+    "memory beyond any machine": (["--memory", "9" * 310], "too large", "--memory"),
+    "memory above this machine": (["--memory", "1P"], "above this machine", "--memory"),
+    "huge CPU range": (["--cpus", "0-5000000"], "8191", "--cpus"),
+    "huge timeout": (["--timeout", "1e300"], "malformed duration", "--timeout"),
+    "timeout over a year": (["--timeout", "400d"], "365d", "--timeout"),
+    "nan load": (["--load-max", "nan"], "from 0", "--load-max"),
+    "nan pressure": (["--pressure-max", "nan"], "to 100", "--pressure-max"),
+    "huge interval": (["--interval", "1e10"], "--interval", "too long"),
+    "interval over a minute": (["--interval", "2min"], "at most 1 min", "--interval"),
+    "zero interval": (["--interval", "0"], "above 0", "--interval"),
+    "tasks above the kernel": (["--tasks-max", "99999999"], "4194304", "--tasks-max"),
+    "report to stdout": (["--report", "-"], "mix the JSON report", "--report run.json"),
+    "env key with NUL-free =": (["--env", "=1"], "KEY=VALUE", "--env"),
 }
+if len(ONLINE_CPUS) > 1:  # the built-in system tier is protected only where there are 2+ CPUs
+    BAD["protected CPU"] = (["--cpus", "0"], "protected tier 'system'", "--allow-protected-cpus")
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
@@ -120,3 +137,58 @@ def test_tiers_lists_the_resolved_tiers(tmp_path):
     for name in ("system", "user", "batch"):
         assert name in proc.stdout
     assert "built-in defaults" in proc.stdout
+
+
+def test_bad_duration_message_shows_the_forms_systemd_users_type(tmp_path):
+    proc = tiered_run("--timeout", "5 apples", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 125
+    assert "e.g. 8, 1.5s, 500ms, 5min, 1h 30m, 1d" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("duration", ["5min", "30sec", "1h 30m", "1d", "500ms", "1h30m"])
+def test_systemd_style_durations_are_accepted(duration, tmp_path):
+    marker = tmp_path / "started"
+    proc = tiered_run("-q", "--timeout", duration, *touch_cmd(marker), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()
+
+
+def test_a_subcommand_after_global_options_is_that_subcommand(tmp_path):
+    # `tiered-run --config mine.toml tiers` ran a program called tiers (exit 127).
+    config = tmp_path / "mine.toml"
+    config.write_text(f'[tiers.mine]\ncpus = "{ONLINE_CPUS[-1]}"\n')
+    proc = tiered_run("--config", str(config), "tiers", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "mine" in proc.stdout and str(config) in proc.stdout
+
+
+def test_double_dash_still_ends_the_options_before_a_program_named_like_a_subcommand(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "tiers"
+    program.write_text("#!/bin/sh\necho program-called-tiers\n")
+    program.chmod(0o755)
+    proc = subprocess.run(
+        [PY, "-m", "tiered_run", "-q", "--timeout", "5", "--", "tiers"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "program-called-tiers\n"
+
+
+def test_an_option_value_that_looks_like_a_subcommand_stays_a_value(tmp_path):
+    proc = tiered_run("--tier", "tiers", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 125
+    assert "unknown tier 'tiers'" in proc.stderr
+
+
+def test_a_run_option_before_a_subcommand_that_lacks_it_is_one_usage_error(tmp_path):
+    proc = tiered_run("--timeout", "5", "tiers", cwd=tmp_path)
+    assert proc.returncode == 125
+    assert "--timeout" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

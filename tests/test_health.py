@@ -107,6 +107,6 @@ def test_host_dict_for_reports():
     assert host_dict(state(1.0, 5, cpu=2.0)) == {
         "load1": 1.0,
         "memory_available_bytes": 5,
-        "pressure": {"cpu": 2.0},
-        "pressure_max": 2.0,
+        "pressure_pct": {"cpu": 2.0},
+        "pressure_max_pct": 2.0,
     }

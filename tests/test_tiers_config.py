@@ -20,7 +20,7 @@ from tiered_run.tiers import (
     memory_reserve,
     resolve_limits,
 )
-from tiered_run.units import format_cpus
+from tiered_run.units import NO_CEILING, format_cpus
 
 MiB, GiB = 1024**2, 1024**3
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "user-20cpu.toml"
@@ -539,8 +539,11 @@ def test_protected_cpus_are_watched_unless_the_run_uses_them():
     )
     spec = plan_run(("true",), RunOptions(), config, host)
     assert spec.protected_cpus == (0, 1, 2)
-    spec = plan_run(("true",), RunOptions(cpus=(1, 5)), config, host)
+    spec = plan_run(("true",), RunOptions(cpus=(1, 5), allow_protected_cpus=True), config, host)
     assert spec.protected_cpus == (0, 2)
+    assert spec.warnings == (
+        "--cpus runs on CPU 1 of protected tier 'system', allowed by --allow-protected-cpus",
+    )
 
 
 def test_plan_merges_env_overrides_over_the_environment(monkeypatch):
@@ -591,3 +594,201 @@ def test_plan_with_user_needs_root(monkeypatch):
     host = machine(4)
     with pytest.raises(UsageError, match="needs root"):
         plan_run(("true",), RunOptions(user="root"), built_in(host), host)
+
+
+# -- protected CPUs, memory against the machine, values that exec cannot take -----------
+
+
+def test_cpus_override_on_the_protected_system_cpu_is_refused_with_a_usable_list():
+    # `--cpus 0` ran on the protected system CPU without a word.
+    host = machine(2, 4 * GiB)
+    with pytest.raises(UsageError) as excinfo:
+        plan_run(("true",), RunOptions(cpus=(0,)), built_in(host), host)
+    message = str(excinfo.value)
+    assert "protected tier 'system'" in message
+    assert "--cpus 1" in message and "--allow-protected-cpus" in message
+
+
+def test_protected_cpus_may_be_used_loudly_with_the_flag():
+    host = machine(2, 4 * GiB)
+    options = RunOptions(cpus=(0,), allow_protected_cpus=True)
+    spec = plan_run(("true",), options, built_in(host), host)
+    assert spec.limits.cpus == (0,)
+    assert any("protected tier 'system'" in warning for warning in spec.warnings)
+
+
+def test_default_run_on_two_cpus_stays_off_the_system_cpu_without_warnings():
+    host = machine(2, 4 * GiB)
+    spec = plan_run(("true",), RunOptions(), built_in(host), host)
+    assert spec.limits.cpus == (1,)
+    assert spec.warnings == ()
+
+
+def test_default_run_on_one_cpu_still_works():
+    host = machine(1, 4 * GiB)
+    spec = plan_run(("true",), RunOptions(), built_in(host), host)
+    assert spec.limits.cpus == (0,)
+    assert not default_tiers(host)["system"].protected
+
+
+def test_tier_inside_a_protected_tier_is_refused_naming_the_config():
+    host = machine(2, 4 * GiB)
+    config = parse_config(
+        {
+            "default_tier": "w",
+            "tiers": {"system": {"cpus": "0-1", "protected": True}, "w": {"cpus": "1"}},
+        },
+        host,
+        "mine.toml",
+    )
+    with pytest.raises(UsageError) as excinfo:
+        plan_run(("true",), RunOptions(), config, host)
+    message = str(excinfo.value)
+    assert "tier 'w' (from mine.toml)" in message and "protected tier 'system'" in message
+    assert "no online CPU here (0-1) is outside the protected tiers" in message
+
+
+def test_tier_without_cpus_runs_on_the_unprotected_cpus():
+    host = machine(4)
+    config = parse_config({"default_tier": "any", "tiers": {"any": {}}}, host, "t.toml")
+    assert plan_run(("true",), RunOptions(), config, host).limits.cpus == (1, 2, 3)
+
+
+def test_example_on_two_cpus_refuses_the_merged_built_in_batch(example_config):
+    # The built-in batch (CPU 1 here) was merged in inside the example's protected 0-1.
+    host = machine(2, 4 * GiB)
+    config = load_config(host, example_config)
+    with pytest.raises(UsageError, match="protected tier 'system'"):
+        plan_run(("true",), RunOptions(tier="batch"), config, host)
+
+
+def test_example_tier_not_online_names_the_file_and_says_no_cpu_is_usable(example_config):
+    host = machine(2, 4 * GiB)
+    config = load_config(host, example_config)
+    with pytest.raises(UsageError) as excinfo:
+        plan_run(("true",), RunOptions(tier="aimgr"), config, host)
+    message = str(excinfo.value)
+    assert "CPUs 4-19 are not online" in message
+    assert str(example_config) in message
+    assert "no online CPU here (0-1) is outside the protected tiers" in message
+
+
+def test_cpus_not_online_suggests_unprotected_cpus():
+    host = machine(4)
+    with pytest.raises(UsageError, match=r"unprotected CPUs here: 1-3, e\.g\. --cpus 1-3"):
+        plan_run(("true",), RunOptions(cpus=(7,)), built_in(host), host)
+
+
+@pytest.mark.parametrize("key", ["memory", "memory_high"])
+def test_ceiling_above_the_machine_memory_is_refused(key):
+    host = machine(4, 8 * GiB)
+    with pytest.raises(UsageError, match=r"above this machine's 8\.0 GiB"):
+        plan_run(("true",), RunOptions(**{key: 9 * GiB}), built_in(host), host)
+
+
+def test_no_ceiling_lifts_the_tier_ceiling_and_says_it_overrides_the_reserve():
+    host = machine(4, 8 * GiB)
+    spec = plan_run(("true",), RunOptions(memory=NO_CEILING), built_in(host), host)
+    assert spec.limits.memory is None
+    assert spec.warnings == (
+        "memory: no memory ceiling overrides the host reserve of tier 'batch'; the host may be left"
+        " less than 819.2 MiB",
+    )
+
+
+def test_ceiling_into_the_host_reserve_is_said_and_one_within_it_is_not():
+    host = machine(4, 8 * GiB)
+    spec = plan_run(("true",), RunOptions(memory=8 * GiB), built_in(host), host)
+    assert "overrides the host reserve of tier 'batch'" in spec.warnings[0]
+    assert plan_run(("true",), RunOptions(memory=GiB), built_in(host), host).warnings == ()
+
+
+def test_weights_reach_the_limits():
+    host = machine(4)
+    spec = plan_run(("true",), RunOptions(cpu_weight=100, io_weight=50), built_in(host), host)
+    assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 50)
+
+
+@pytest.mark.parametrize("interval", [1e10, 61.0])
+def test_plan_refuses_an_interval_above_a_minute(interval):
+    host = machine(4)
+    with pytest.raises(UsageError, match="at most 60 s"):
+        plan_run(("true",), RunOptions(interval=interval), built_in(host), host)
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "needle"),
+    [
+        (("echo", "a\0b"), {}, "NUL"),
+        (("true",), {"A=B": "1"}, "without ="),
+        (("true",), {"": "1"}, "non-empty"),
+        (("true",), {"A\0": "1"}, "without = or NUL"),
+        (("true",), {"A": "1\0"}, "NUL"),
+    ],
+)
+def test_plan_refuses_what_exec_cannot_take(command, env, needle):
+    host = machine(4)
+    with pytest.raises(UsageError, match=needle):
+        plan_run(command, RunOptions(env=env), built_in(host), host)
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ({"nice": 100}, "from -20 to 19"),
+        ({"tasks_max": 2**40}, "from 1 to 4194304"),
+        ({"memory": 1.5}, "fraction of a byte"),
+        ({"memory": 2**64}, "too large"),
+        ({"memory": 100}, "did you mean 100M"),
+        ({"memory": "1" * 310}, "too large"),
+        ({"cpus": "0-5000000"}, "8191"),
+        ({"timeout": 1e300}, "365d"),
+        ({"timeout": float("nan")}, "finite"),
+        ({"kill_after": "2h"}, "at most 1 h"),
+        ({"cpu_weight": 0}, "from 1 to 10000"),
+    ],
+)
+def test_config_values_are_range_checked_at_parse_time(tmp_path, table, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_config({"tiers": {"t": table}}, machine(4), "t.toml")
+
+
+@pytest.mark.parametrize("word", ["none", "infinity"])
+def test_config_none_lifts_a_ceiling(word):
+    config = parse_config({"tiers": {"t": {"memory": word, "timeout": word}}}, machine(4), "t.toml")
+    limits = resolve_limits(config.tier("t"), machine(4), {})
+    assert limits.memory is None and limits.timeout is None
+
+
+@pytest.mark.parametrize("value", [[], 1, {"a": 1}])
+def test_default_tier_that_is_not_a_name_is_refused(value):
+    with pytest.raises(UsageError, match="default_tier must be a tier name"):
+        parse_config({"default_tier": value}, machine(4), "t.toml")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'default_tier = "caf\xe9"\n', b"a = " + b"[" * 500 + b"]" * 500 + b"\n"],
+    ids=["not UTF-8", "nested 500 deep"],
+)
+def test_config_that_cannot_be_read_as_toml_is_one_usage_error(tmp_path, content):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match="fix the file") as excinfo:
+        load_config(machine(4), path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_pyproject_whose_tool_is_not_a_table_is_skipped(places, monkeypatch):
+    monkeypatch.delenv("TIERED_RUN_CONFIG")
+    places["cwd"].unlink()
+    places["pyproject"].write_text("tool = 1\n")
+    assert load_config(machine(4)).source == str(places["home"])
+
+
+def test_pyproject_section_that_is_not_a_table_is_refused(places, monkeypatch):
+    monkeypatch.delenv("TIERED_RUN_CONFIG")
+    places["cwd"].unlink()
+    places["pyproject"].write_text('[tool]\ntiered-run = "batch"\n')
+    with pytest.raises(UsageError, match="must be a table"):
+        load_config(machine(4))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tiered_run.units import format_cpus, parse_cpus, parse_duration, parse_size
+from tiered_run.units import (
+    NO_CEILING,
+    format_cpus,
+    format_duration,
+    parse_cpus,
+    parse_duration,
+    parse_size,
+    plural,
+)
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -24,10 +32,12 @@ KiB, MiB, GiB = 1024, 1024**2, 1024**3
         ("100MB", 100_000_000),
         ("64k", 64 * KiB),
         ("1T", 1024**4),
-        ("4096", 4096),
+        ("1048576", MiB),
         ("4096B", 4096),
+        ("1.5K", 1536),
         (" 300 M ", 300 * MiB),
-        (4096, 4096),
+        (4 * MiB, 4 * MiB),
+        (1073741824.0, GiB),
     ],
 )
 def test_size_accepts_binary_decimal_and_plain_forms(text, expected):
@@ -48,6 +58,36 @@ def test_size_rejects_bad_input_with_a_message_showing_a_valid_form(text):
     message = str(excinfo.value)
     assert repr(text) in message
     assert "e.g." in message and "300M" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [("100", "did you mean 100M?"), ("4096", "did you mean 4096M?"), (100, "did you mean 100M?")],
+)
+def test_size_below_a_mebibyte_without_a_unit_is_refused_with_a_hint(text, hint):
+    # `--memory 100` is a 100-byte ceiling nobody means; `100B` says it on purpose.
+    with pytest.raises(ValueError, match=hint):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["1.5", "1.5B", 1.5, "0.5"])
+def test_size_that_is_a_fraction_of_a_byte_is_refused(text):
+    # `--memory 1.5` became a 1-byte ceiling; `memory = 1.5` in TOML too.
+    with pytest.raises(ValueError, match="fraction of a byte"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["9" * 310, str(2**64), 2**64, "16EiB", "1" * 5000 + "G", 1e300])
+def test_size_beyond_any_machine_is_refused_without_overflow(text):
+    with pytest.raises(ValueError, match="too large"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["none", "infinity", "None", " INFINITY "])
+def test_none_and_infinity_mean_no_ceiling_where_a_ceiling_is_asked_for(text):
+    assert parse_size(text, ceiling=True) == NO_CEILING
+    with pytest.raises(ValueError):
+        parse_size(text)
 
 
 @pytest.mark.parametrize("value", [0, -1, -4096])
@@ -75,6 +115,15 @@ def test_size_rejects_a_boolean():
         ("1h", 3600.0),
         ("1h30m", 5400.0),
         ("1m30s", 90.0),
+        ("5min", 300.0),
+        ("30sec", 30.0),
+        ("1h 30m", 5400.0),
+        ("1h 30min", 5400.0),
+        ("1d", 86400.0),
+        ("500ms", 0.5),
+        ("2 minutes", 120.0),
+        ("1 min 15.3 s", 75.3),
+        ("8 s", 8.0),
         ("0", 0.0),
         ("0s", 0.0),
         ("  8s ", 8.0),
@@ -90,7 +139,10 @@ def test_duration_accepts_seconds_and_units(text, expected):
     assert value == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["-3", "5x", "1h30", "abc", "", "s", "8 s", "1h-30m"])
+@pytest.mark.parametrize(
+    "text",
+    ["-3", "5x", "1h30", "abc", "", "s", "1h-30m", "1.2.3s", "\u0661\u0662s", "1e300", "5 apples"],
+)
 def test_duration_rejects_bad_input(text):
     with pytest.raises(ValueError) as excinfo:
         parse_duration(text)
@@ -99,7 +151,7 @@ def test_duration_rejects_bad_input(text):
 
 @pytest.mark.parametrize("text", ["5x", "1h30", "abc"])
 def test_malformed_duration_message_shows_valid_forms(text):
-    with pytest.raises(ValueError, match=r"e\.g\. 8, 1\.5s, 250ms, 2m, 1h30m"):
+    with pytest.raises(ValueError, match=r"e\.g\. 8, 1\.5s, 500ms, 5min, 1h 30m"):
         parse_duration(text)
 
 
@@ -114,6 +166,47 @@ def test_duration_rejects_values_that_are_not_a_finite_number_of_seconds(text):
     # `--timeout nan` would otherwise be accepted and silently never fire.
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("value", [1e300, "1e300", "400d", 366 * 86400, "99999999999999d"])
+def test_duration_beyond_a_year_is_refused(value):
+    # `--timeout 1e300` crashed after the run.
+    with pytest.raises(ValueError, match=r"365d|malformed"):
+        parse_duration(value)
+
+
+def test_duration_maximum_can_be_narrowed():
+    assert parse_duration("1min", maximum=60) == 60
+    with pytest.raises(ValueError, match="at most 1 min"):
+        parse_duration("61s", maximum=60)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.019, "0.02 s"),
+        (8.0, "8 s"),
+        (8.02, "8.02 s"),
+        (59.5, "59.5 s"),
+        (60, "1 min"),
+        (75.3, "1 min 15.3 s"),
+        (3725.25, "1 h 2 min 5.25 s"),
+        (59.999, "1 min"),
+        (7200, "2 h"),
+        (3605, "1 h 5 s"),
+    ],
+)
+def test_durations_are_written_in_one_style_at_every_length(seconds, text):
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(round(seconds, 2))
+
+
+@pytest.mark.parametrize(
+    ("count", "text"), [(0, "0 processes"), (1, "1 process"), (2, "2 processes")]
+)
+def test_plural(count, text):
+    assert plural(count, "process") == text
+    assert plural(1, "fork") == "1 fork" and plural(3, "fork") == "3 forks"
 
 
 # -- CPU lists --------------------------------------------------------------------------
@@ -142,6 +235,13 @@ def test_cpu_list_rejects_malformed_input(text):
     with pytest.raises(ValueError) as excinfo:
         parse_cpus(text)
     assert repr(text) in str(excinfo.value)
+
+
+@pytest.mark.parametrize("text", ["0-5000000", "9000", "0-" + "9" * 400])
+def test_cpu_numbers_beyond_any_machine_are_refused_before_building_the_set(text):
+    # `--cpus 0-5000000` used 625 MiB before failing.
+    with pytest.raises(ValueError, match="8191"):
+        parse_cpus(text)
 
 
 def test_backwards_range_message_names_the_range():

@@ -20,9 +20,9 @@ from tiered_run.machine import Machine
 from tiered_run.plan import RunOptions, plan_run
 from tiered_run.report import Event, Outcome, RunReport
 from tiered_run.spec import RunSpec
-from tiered_run.units import format_size, parse_size
+from tiered_run.units import format_duration, format_size, parse_size, plural
 
-CALIBRATION_SCHEMA_VERSION = 1
+CALIBRATION_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside
 DEFAULT_FACTOR = 1.5
 DEFAULT_HEADROOM = 1.25
 DEFAULT_TIMEOUT_SPAN = 10  # --timeout-max defaults to 10 x --timeout-start without a tier one
@@ -75,7 +75,7 @@ class Recommendation:
         peak = "unknown" if self.peak_memory is None else format_size(self.peak_memory)
         lines = [
             f"# paste into [tiers.{tier or 'NAME'}]: peak memory {peak}"
-            f" ({self.peak_memory_source or 'not measured'}), wall {self.wall_s:.2f} s,"
+            f" ({self.peak_memory_source or 'not measured'}), wall {format_duration(self.wall_s)},"
             f" headroom x{self.headroom:g}",
         ]
         if self.memory is not None:
@@ -258,7 +258,7 @@ def calibrate(
         say(f"attempt {len(attempts)}: {report.outcome.value} (exit code {report.exit_code})")
         if report.outcome is Outcome.EXITED and report.exit_code == 0:
             rec = recommend(report, headroom)
-            message = f"passed at {ceilings} after {len(attempts)} attempt(s)"
+            message = f"passed at {ceilings} after {plural(len(attempts), 'attempt')}"
             return _done(command, spec, CalibrationOutcome.CALIBRATED, 0, message, attempts, rec)
         if report.outcome is Outcome.MEMORY and m + 1 < len(memory_steps):
             m += 1
@@ -270,17 +270,14 @@ def calibrate(
 
 
 def _why(report: RunReport, n: int) -> tuple[CalibrationOutcome, int, str]:
-    what = f"attempt {n}: {report.outcome.value} (exit code {report.exit_code})"
+    what = f"attempt {n}: {' '.join(report.message.split())}"
     if report.outcome is Outcome.INTERRUPTED:
         return CalibrationOutcome.INTERRUPTED, report.exit_code, f"{what}; stopped"
     if report.outcome in (Outcome.MEMORY, Outcome.TIMEOUT):
         which = "--memory-max" if report.outcome is Outcome.MEMORY else "--timeout-max"
-        message = f"{what} at the largest ceiling; raise {which} or find what it spends it on"
+        message = f"{what}, at the largest ceiling; raise {which} or find what it spends it on"
         return CalibrationOutcome.EXHAUSTED, report.exit_code, message
-    message = (
-        f"{what}, not a memory or time ceiling problem, so no higher ceiling will fix it: "
-        + " ".join(report.message.split())
-    )
+    message = f"{what}; not a memory or time ceiling problem, so no higher ceiling will fix it"
     return CalibrationOutcome.FAILED, report.exit_code, message
 
 
@@ -298,4 +295,6 @@ def _done(
 
 def _ceilings(memory: int | None, timeout: float | None) -> str:
     size = "no memory ceiling" if memory is None else f"memory {format_size(memory)}"
-    return f"{size}, " + ("no timeout" if timeout is None else f"timeout {timeout:g} s")
+    return f"{size}, " + (
+        "no timeout" if timeout is None else f"timeout {format_duration(timeout)}"
+    )

@@ -6,13 +6,20 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tiered_run.errors import UsageError
 from tiered_run.machine import Machine
-from tiered_run.tiers import TIER_KEYS, Tier, default_tiers
+from tiered_run.tiers import MAX_TASKS, TIER_KEYS, Tier, default_tiers
 from tiered_run.trust import open_trusted
-from tiered_run.units import parse_cpus, parse_duration, parse_size
+from tiered_run.units import (
+    parse_cpus,
+    parse_duration,
+    parse_number,
+    parse_size,
+    parse_timeout,
+)
 
 DEFAULT_TIER = "batch"
 
@@ -58,13 +65,17 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
             continue
         data = _read_toml(path, trusted=not in_pyproject)
         if in_pyproject:
-            section = data.get("tool", {}).get("tiered-run")
+            tool = data.get("tool", {})
+            section = tool.get("tiered-run") if isinstance(tool, dict) else None
             if section is None:
                 continue
+            where = f"{path} [tool.tiered-run]"
+            if not isinstance(section, dict):
+                raise UsageError(f"{where}: must be a table, e.g. [tool.tiered-run]")
             # A pyproject.toml without our section configures nothing; one with it is read
             # again, this time only if no other user could have written it.
             section = _read_toml(path).get("tool", {}).get("tiered-run", {})
-            return parse_config(section, machine, f"{path} [tool.tiered-run]")
+            return parse_config(section, machine, where)
         return parse_config(data, machine, str(path))
     return Config(default_tiers(machine), DEFAULT_TIER, "built-in defaults")
 
@@ -75,6 +86,10 @@ def _read_toml(path: Path, trusted: bool = True) -> dict:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: not valid TOML ({err}); fix the file") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not UTF-8 text, as TOML must be; fix the file") from err
+    except RecursionError as err:
+        raise UsageError(f"{path}: nested too deeply to be a config; fix the file") from err
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror})") from err
 
@@ -94,6 +109,10 @@ def parse_config(data: dict, machine: Machine, source: str) -> Config:
             raise UsageError(f"{source}: tiers.{name} must be a table ([tiers.{name}])")
         tiers[name] = parse_tier(name, table, f"{source}: tiers.{name}")
     default = data.get("default_tier", DEFAULT_TIER)
+    if not isinstance(default, str):
+        raise UsageError(
+            f'{source}: default_tier must be a tier name, e.g. "batch"; got {default!r}'
+        )
     if default not in tiers:
         raise UsageError(
             f"{source}: default_tier {default!r} is not a tier; known: {', '.join(sorted(tiers))}"
@@ -112,23 +131,29 @@ def _typed(kind: type, example: str) -> Callable[[object], object]:
     return check
 
 
-def _weight(value: object) -> int:
-    """systemd's CPUWeight=/IOWeight= range."""
-    if type(value) is not int or not 1 <= value <= 10000:
-        raise ValueError(f"expected a whole number from 1 to 10000, e.g. 100; got {value!r}")
-    return value
+def ranged(kind: type, low: float, high: float, example: str) -> Callable[[object], float]:
+    """A TOML number of `kind` (an int also serves as a float), finite and in range."""
 
+    def check(value: object) -> float:
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise ValueError(f"expected {kind.__name__}, e.g. {example}; got {value!r}")
+        return parse_number(value, low=low, high=high, example=example, whole=kind is int)  # type: ignore[arg-type]
+
+    return check
+
+
+KILL_AFTER_MAX = 3600.0  # a grace between SIGTERM and SIGKILL longer than an hour is a typo
 
 _CONVERTERS: dict[str, Callable[[object], object]] = {
     "cpus": parse_cpus,
-    "memory": parse_size,
-    "memory_high": parse_size,
-    "tasks_max": _typed(int, "4096"),
-    "timeout": parse_duration,
-    "kill_after": parse_duration,
-    "nice": _typed(int, "5"),
-    "cpu_weight": _weight,
-    "io_weight": _weight,
+    "memory": partial(parse_size, ceiling=True),
+    "memory_high": partial(parse_size, ceiling=True),
+    "tasks_max": ranged(int, 1, MAX_TASKS, "4096"),
+    "timeout": parse_timeout,
+    "kill_after": partial(parse_duration, maximum=KILL_AFTER_MAX),
+    "nice": ranged(int, -20, 19, "5"),
+    "cpu_weight": ranged(int, 1, 10000, "100"),  # systemd's CPUWeight=/IOWeight= range
+    "io_weight": ranged(int, 1, 10000, "100"),
     "user": _typed(str, '"builder"'),
     "protected": _typed(bool, "true"),
     "description": _typed(str, '"heavy workloads"'),

@@ -133,6 +133,6 @@ def host_dict(state: HostState | None) -> dict[str, object] | None:
     return {
         "load1": state.load1,
         "memory_available_bytes": state.memory_available,
-        "pressure": dict(state.pressure),
-        "pressure_max": state.pressure_max,
+        "pressure_pct": dict(state.pressure),
+        "pressure_max_pct": state.pressure_max,
     }

@@ -17,9 +17,11 @@ from tiered_run.machine import HostReader, HostState
 from tiered_run.report import Event, Outcome, RunReport, signal_name
 from tiered_run.spec import RunSpec
 
-LADDER_SCHEMA_VERSION = 1
+LADDER_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside; host pressure in _pct
 EXIT_UNHEALTHY = 120  # the host did not settle before a step
-EXIT_EXPECTATION = 1  # a step exited 0 where it was expected to breach a ceiling
+# A step exited 0 where it was expected to breach a ceiling. Not 1, which is a step's own
+# code as often as anything; 119 is next to the other codes tiered-run gives itself.
+EXIT_EXPECTATION = 119
 
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
@@ -109,9 +111,9 @@ def run_ladder(
     """Run the steps in order, each behind the gate; stop at the first failure unless
     keep_going. A host that does not settle, or an interruption, always stops the ladder.
 
-    The exit code is that of the first problem: a failing step's own code (1 if it exited
-    0 where a breach was expected), EXIT_UNHEALTHY for the gate, 128 + N for a signal N
-    to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
+    The exit code is that of the first problem: a failing step's own code (EXIT_EXPECTATION if
+    it exited 0 where a breach was expected), EXIT_UNHEALTHY for the gate, 128 + N for a
+    signal N to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
     """
     if runner is None:
         from tiered_run.supervisor import run as runner
@@ -185,10 +187,13 @@ def _short(command: tuple[str, ...], width: int = 60) -> str:
 
 
 def _verdict(step: Step, report: RunReport) -> str:
-    ended = f"{report.outcome.value} (exit code {report.exit_code})"
-    if step.expect is not Outcome.EXITED:
-        ended = f"{ended}, expected {step.expect.value}"
-    return f"{ended}: {' '.join(report.message.split())}"
+    """How the step ended, said once (the report's message names its outcome)."""
+    ended = " ".join(report.message.split())
+    if step.expect is Outcome.EXITED:
+        return ended
+    if step_passed(step, report):
+        return f"{ended}, as expected"
+    return f"{ended}; expected {step.expect.value}"
 
 
 def _summary(

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tiered_run.config import Config, convert_value
+from tiered_run.config import Config, convert_value, ranged
 from tiered_run.errors import UsageError
-from tiered_run.health import DEFAULT_SETTLE_INTERVAL, Thresholds
+from tiered_run.health import Thresholds
 from tiered_run.machine import Machine
 from tiered_run.plan import DEFAULT_INTERVAL, RunOptions, plan_run
 from tiered_run.report import Outcome
 from tiered_run.spec import OnLoad, RunSpec
 from tiered_run.tiers import TIER_KEYS
 from tiered_run.trust import open_trusted
-from tiered_run.units import parse_duration, parse_size
+from tiered_run.units import parse_interval, parse_size, parse_timeout
 
 LIMIT_KEYS = (TIER_KEYS - {"protected", "description"}) | {"load_max", "pressure_max", "on_load"}
 DEFAULT_KEYS = LIMIT_KEYS | {"cwd", "env"}
@@ -64,6 +65,10 @@ def load_ladder(path: Path) -> Ladder:
         raise UsageError(f"ladder file {path} does not exist; check the path") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: not valid TOML ({err}); fix the file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text, as TOML must be; fix the file") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a ladder; fix the file") from None
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror})") from None
     return parse_ladder(data, str(path), path.resolve().parent)
@@ -100,6 +105,7 @@ def plan_ladder(
     machine: Machine,
     backend: str = "auto",
     interval: float = DEFAULT_INTERVAL,
+    allow_protected_cpus: bool = False,
 ) -> tuple[RunSpec, ...]:
     """A RunSpec for every step, so a mistake in the last step is found before the first runs."""
     if ladder.tier is not None:
@@ -114,6 +120,7 @@ def plan_ladder(
             tier=step.options.tier or ladder.tier,
             backend=backend,
             interval=interval,
+            allow_protected_cpus=allow_protected_cpus,
         )
         try:
             specs.append(plan_run(step.command, options, config, machine))
@@ -183,32 +190,31 @@ def _values(table: dict, source: str, where: str, base: Path | None) -> dict[str
 
 
 def _convert(key: str, raw: object, base: Path | None) -> object:
+    """Every key the file format accepts, converted and range-checked as a config file's."""
     if isinstance(raw, bool):
         raise ValueError(f"expected a value, got {str(raw).lower()}")
-    if key in ("timeout", "interval"):
-        return parse_duration(raw)  # type: ignore[arg-type]  # a step's 0 means no timeout
-    if key == "memory_available_min":
-        return parse_size(raw)  # type: ignore[arg-type]
-    if key in ("kill_after", "memory", "memory_high", "cpus", "user"):
-        return convert_value(key, raw)
-    if key == "tasks_max":
-        return _number(raw, int, 1, None, "4096")
-    if key == "nice":
-        return _number(raw, int, -20, 19, "5")
-    if key == "load_max":
-        return float(_number(raw, float, 0, None, "4.0"))
-    if key == "pressure_max":
-        return float(_number(raw, float, 0, 100, "25"))
-    if key == "on_load":
-        choices = ", ".join(o.value for o in OnLoad)
-        if raw not in {o.value for o in OnLoad}:
-            raise ValueError(f"expected one of {choices}; got {raw!r}")
-        return OnLoad(raw)
-    if key == "env":
-        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-            raise ValueError('expected a table of strings, e.g. env = { LANG = "C" }')
-        return dict(raw)
-    if not isinstance(raw, str):
+    if key == "cwd":
+        return _directory(raw, base)
+    if key in _STEP_CONVERTERS:
+        return _STEP_CONVERTERS[key](raw)
+    return convert_value(key, raw)  # a tier key: the same rules as in a config file
+
+
+def _on_load(raw: object) -> OnLoad:
+    choices = {o.value for o in OnLoad}
+    if raw not in choices:
+        raise ValueError(f"expected one of {', '.join(sorted(choices))}; got {raw!r}")
+    return OnLoad(raw)
+
+
+def _env(raw: object) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValueError('expected a table of strings, e.g. env = { LANG = "C" }')
+    return dict(raw)
+
+
+def _directory(raw: object, base: Path | None) -> Path:
+    if not isinstance(raw, str) or not raw or "\0" in raw:
         raise ValueError(f'expected a path string, e.g. "build"; got {raw!r}')
     path = Path(raw).expanduser()
     path = path if path.is_absolute() or base is None else base / path
@@ -217,21 +223,31 @@ def _convert(key: str, raw: object, base: Path | None) -> object:
     return path
 
 
-def _number(raw: object, kind: type, low: float, high: float | None, example: str) -> float:
-    accepted = (int, float) if kind is float else (int,)
-    if not isinstance(raw, accepted):
-        raise ValueError(f"expected {kind.__name__}, e.g. {example}; got {raw!r}")
-    if raw < low or (high is not None and raw > high):
-        bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-        raise ValueError(f"must be {bound}; got {raw!r}")
-    return raw  # type: ignore[return-value]
+def _text(parse: Callable[[str | float | int], object]) -> Callable[[object], object]:
+    """A unit parser for TOML values: strings and numbers, nothing else."""
+
+    def convert(raw: object) -> object:
+        if not isinstance(raw, str | int | float):
+            raise ValueError(f"expected a string or a number; got {raw!r}")
+        return parse(raw)
+
+    return convert
+
+
+_STEP_CONVERTERS: dict[str, Callable[[object], object]] = {
+    "timeout": _text(parse_timeout),  # a step's 0 means no timeout, not the tier's
+    "interval": _text(parse_interval),
+    "memory_available_min": _text(parse_size),
+    "load_max": ranged(float, 0, 1e6, "4.0"),
+    "pressure_max": ranged(float, 0, 100, "25"),
+    "on_load": _on_load,
+    "env": _env,
+}
 
 
 def _settle(table: dict, source: str) -> Thresholds:
     _known(table, SETTLE_KEYS, source, "settle", "[settle]")
     values = _values(table, source, "settle", None)
-    if values.get("interval", DEFAULT_SETTLE_INTERVAL) == 0:
-        raise UsageError(f'{source}: settle: interval: must be above 0, e.g. "1s"')
     return Thresholds(**values)  # type: ignore[arg-type]
 
 

@@ -12,7 +12,8 @@ from tiered_run.identity import check_variable_names, login_environment, resolve
 from tiered_run.machine import Machine
 from tiered_run.outputs import OutputKind, check_output
 from tiered_run.spec import OnLoad, Privileges, RunSpec, UserSpec
-from tiered_run.tiers import resolve_limits
+from tiered_run.tiers import check_protected, protected_tiers, reserve_warning, resolve_limits
+from tiered_run.units import MAX_INTERVAL
 
 DEFAULT_INTERVAL = 0.25
 
@@ -33,6 +34,8 @@ class RunOptions:
     pressure_max: float | None = None
     on_load: OnLoad | None = None
     nice: int | None = None
+    cpu_weight: int | None = None
+    io_weight: int | None = None
     user: str | None = None
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -42,6 +45,7 @@ class RunOptions:
     log: Path | None = None
     no_new_privileges: bool = False
     drop_caps: bool = False
+    allow_protected_cpus: bool = False
 
 
 def plan_run(
@@ -51,6 +55,7 @@ def plan_run(
         raise UsageError(
             "no command given; put it after --, e.g. tiered-run --timeout 8 -- make test"
         )
+    _check_text(command, options.env)
     tier = config.tier(options.tier)
     overrides = {
         name: getattr(options, name)
@@ -66,11 +71,19 @@ def plan_run(
             "pressure_max",
             "on_load",
             "nice",
+            "cpu_weight",
+            "io_weight",
         )
     }
-    limits = resolve_limits(tier, machine, overrides)
-    if options.interval <= 0:
-        raise UsageError("--interval must be above 0, e.g. 0.2s")
+    owners = protected_tiers(config.tiers)
+    limits = resolve_limits(tier, machine, overrides, source=config.source, protected=owners)
+    where = f"tier {tier.name!r} (from {config.source})" if options.cpus is None else "--cpus"
+    warnings = [
+        check_protected(limits.cpus, machine, owners, where, options.allow_protected_cpus),
+        reserve_warning(tier, limits, machine),
+    ]
+    if not 0 < options.interval <= MAX_INTERVAL:
+        raise UsageError(f"--interval must be above 0 and at most {MAX_INTERVAL:g} s, e.g. 0.25s")
     user = _user(options, tier.user, f"tier {tier.name!r} (from {config.source}): user")
     preserve = check_variable_names(options.preserve_env, "--preserve-env")
     if user is None:
@@ -90,7 +103,7 @@ def plan_run(
 
         if (problem := unsupported_reason(privileges)) is not None:
             raise UsageError(problem)
-    protected = sorted({c for t in config.tiers.values() if t.protected for c in (t.cpus or ())})
+    protected = sorted(owners)
     return RunSpec(
         command=command,
         limits=limits,
@@ -103,6 +116,7 @@ def plan_run(
         log=options.log,
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
         privileges=privileges,
+        warnings=tuple(warning for warning in warnings if warning),
     )
 
 
@@ -113,3 +127,18 @@ def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSp
     if tier_user is not None:
         return resolve_user(tier_user, tier_where)
     return None
+
+
+def _check_text(command: tuple[str, ...], env: dict[str, str]) -> None:
+    """What exec cannot take: a NUL byte in an argument, a key that is empty or holds `=`
+    (found here, not when a later ladder step starts)."""
+    for index, arg in enumerate(command):
+        if "\0" in arg:
+            raise UsageError(f"command argument {index} {arg!r} holds a NUL byte; remove it")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            raise UsageError(
+                f"environment key {key!r} must be non-empty, without = or NUL, e.g. LANG=C"
+            )
+        if "\0" in value:
+            raise UsageError(f"environment value of {key} holds a NUL byte; remove it")

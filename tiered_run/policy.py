@@ -8,7 +8,20 @@ from tiered_run.backends.base import Capability, Usage
 from tiered_run.machine import HostState
 from tiered_run.report import Outcome
 from tiered_run.spec import Limits, OnLoad
-from tiered_run.units import format_size
+from tiered_run.units import format_duration, format_size, plural
+
+# Which Capability makes the kernel hold which Limits field: a ceiling is listed as
+# kernel-enforced only when it is set and the backend has the capability.
+KERNEL_CEILINGS = (
+    (Capability.CPUSET, "cpus"),
+    (Capability.MEMORY_LIMIT, "memory"),
+    (Capability.MEMORY_HIGH, "memory_high"),
+    (Capability.TASKS_LIMIT, "tasks_max"),
+)
+# Ceilings only some backends apply (systemd sets CPUWeight= and IOWeight= on its scope);
+# every other backend leaves them unapplied, and the report says so. `nice` is applied by
+# every backend, in the child before exec.
+APPLIED_ONLY_BY = {"cpu_weight": frozenset({"systemd"}), "io_weight": frozenset({"systemd"})}
 
 
 @dataclass(frozen=True)
@@ -27,11 +40,14 @@ def find_breach(
 ) -> Breach | None:
     """The first hard ceiling `usage` breaches, checked in a fixed order; None if none."""
     if limits.timeout is not None and elapsed is not None and elapsed >= limits.timeout:
-        return Breach(Outcome.TIMEOUT, f"still running at its {limits.timeout:g} s timeout")
+        return Breach(
+            Outcome.TIMEOUT, f"still running at its {format_duration(limits.timeout)} timeout"
+        )
     if usage.oom_kills:
         ceiling = f" at the {format_size(limits.memory)} ceiling" if limits.memory else ""
         return Breach(
-            Outcome.MEMORY, f"the kernel OOM-killed {usage.oom_kills} process(es){ceiling}"
+            Outcome.MEMORY,
+            f"the kernel OOM-killed {plural(usage.oom_kills, 'process')}{ceiling}",
         )
     if (
         limits.memory is not None
@@ -47,7 +63,8 @@ def find_breach(
         if usage.tasks_refused:
             return Breach(
                 Outcome.TASKS,
-                f"{usage.tasks_refused} fork(s) refused at the {limits.tasks_max}-task ceiling",
+                f"{plural(usage.tasks_refused, 'fork')} refused at the {limits.tasks_max}-task"
+                " ceiling",
             )
         if Capability.TASKS_LIMIT not in capabilities and (usage.tasks or 0) > limits.tasks_max:
             return Breach(
@@ -62,7 +79,8 @@ def load_over(limits: Limits, host: HostState) -> str | None:
         return f"host load {host.load1:.2f} above {limits.load_max:g}"
     pressure = host.pressure_max
     if limits.pressure_max is not None and pressure is not None and pressure > limits.pressure_max:
-        return f"host pressure {pressure:.1f} % above {limits.pressure_max:g} %"
+        resource = max(host.pressure, key=host.pressure.__getitem__)
+        return f"host {resource} pressure {pressure:.1f} % above {limits.pressure_max:g} %"
     return None
 
 
@@ -77,3 +95,21 @@ def over_memory_high(limits: Limits, usage: Usage) -> bool:
     if limits.memory_high is None:
         return False
     return usage.memory_high_events > 0 or (usage.memory or 0) > limits.memory_high
+
+
+def kernel_enforced(limits: Limits, capabilities: frozenset[Capability]) -> tuple[str, ...]:
+    """The capabilities that hold a ceiling this run has: an unset ceiling is not enforced."""
+    return tuple(
+        capability.value
+        for capability, key in KERNEL_CEILINGS
+        if capability in capabilities and getattr(limits, key) is not None
+    )
+
+
+def not_enforced(limits: Limits, backend: str) -> tuple[str, ...]:
+    """Ceilings that were asked for but that `backend` does not apply."""
+    return tuple(
+        key
+        for key, backends in APPLIED_ONLY_BY.items()
+        if getattr(limits, key) is not None and backend not in backends
+    )

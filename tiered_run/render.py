@@ -1,6 +1,10 @@
 """Turn a RunReport into text for people (table), machines (JSON) and CI dashboards (JUnit).
 
-Renderers return strings and never print, so the CLI decides where each one goes.
+Renderers return strings and never print, so the CLI decides where each one goes. Each
+thing is said once, in one style: durations as `format_duration` writes them, shares in
+percent, at most one pair of parentheses in a row. Arguments, paths and output that are
+not UTF-8 (Python holds them surrogate-escaped) come out as `\\xNN` in every renderer, so
+JSON and XML stay valid and the table shows which bytes they were.
 """
 
 from __future__ import annotations
@@ -9,13 +13,10 @@ import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import humanize
-
 from tiered_run.report import Outcome, RunReport, signal_name
-from tiered_run.units import format_cpus, format_size
+from tiered_run.units import format_cpus, format_duration, format_size
 
 if TYPE_CHECKING:
     from tiered_run.calibrate import CalibrationReport
@@ -33,17 +34,22 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def headline(report: RunReport) -> str:
     """One line saying how the run ended; what `-q` prints and what the table starts with."""
-    message = _one_line(report.message)
-    line = f"tiered-run: {report.outcome.value}"
-    return f"{line} - {message}" if message else line
+    message = _one_line(report.message) or report.outcome.value
+    return printable(f"tiered-run: {message}")
 
 
 def render_table(report: RunReport) -> str:
-    """The end-of-run summary for a terminal: headline, key/value rows, then the first events."""
-    rows = [(key, value) for key, value in _rows(report) if value is not None]
-    from tabulate import tabulate  # imported here: it costs start-up time of every run
+    """The end-of-run summary for a terminal: headline, key/value rows, then the first events.
 
-    lines = [headline(report), tabulate(rows, tablefmt="plain", disable_numparse=True)]
+    A run that never started (command not found, not executable) has nothing to tabulate:
+    its headline is the whole story.
+    """
+    lines = [headline(report)]
+    if report.outcome is not Outcome.ERROR:
+        rows = [(key, value) for key, value in _rows(report) if value is not None]
+        from tabulate import tabulate  # imported here: it costs start-up time of every run
+
+        lines.append(tabulate(rows, tablefmt="plain", disable_numparse=True))
     lines.extend(f"warning: {_one_line(warning)}" for warning in report.warnings)
     if report.events:
         lines.append("events:")
@@ -53,12 +59,12 @@ def render_table(report: RunReport) -> str:
         )
         if len(report.events) > MAX_EVENTS:
             lines.append(f"  ... {len(report.events) - MAX_EVENTS} more")
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")
 
 
 def render_json(report: RunReport) -> str:
     """The machine-readable report; its keys are a contract guarded by `schema_version`."""
-    return json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n"
+    return render_dict_json(report.to_dict())
 
 
 def render_junit(
@@ -91,7 +97,7 @@ def render_junit(
         detail = ET.SubElement(
             case,
             tag,
-            message=_xml_text(f"{report.outcome.value}: {report.message}"),
+            message=_xml_text(report.message),
             type=report.outcome.value,
         )
         detail.text = _xml_text(render_table(report))
@@ -112,22 +118,44 @@ def _one_line(text: str) -> str:
 
 
 def _xml_text(text: str) -> str:
-    return _XML_INVALID.sub("\ufffd", text)
+    return _XML_INVALID.sub("\ufffd", printable(text))
+
+
+def printable(text: str) -> str:
+    """`text` as valid Unicode: bytes that were not UTF-8 become `\\xNN`."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _printable_tree(value: object) -> object:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_tree(item) for item in value]
+    return value
 
 
 def _rows(report: RunReport) -> list[tuple[str, str | None]]:
     """Rows whose value is None are left out: they only matter when something happened."""
     return [
-        ("outcome", _outcome(report)),
+        ("exit code", _exit_code(report)),
         ("command", _truncate(shlex.join(report.command), COMMAND_WIDTH)),
         ("tier", report.tier or "none"),
         ("backend", _backend(report)),
         ("kernel-enforced", ", ".join(report.enforced_by_kernel) or None),
-        ("wall time", _of(_duration(report.wall_s), _limit_duration(report, "timeout_s"))),
+        ("not enforced", _not_enforced(report)),
+        ("wall time", _of(format_duration(report.wall_s), _limit_duration(report, "timeout_s"))),
         ("CPU time", _cpu_time(report)),
         ("peak memory", _memory(report)),
         ("peak tasks", _tasks(report)),
-        ("CPUs allowed", format_cpus(report.cpus) or "unknown"),
+        ("CPUs allowed", _cpu_set(report.cpus) if report.cpus else "unknown"),
         ("CPUs used", "unknown" if report.cpus_seen is None else _cpu_set(report.cpus_seen)),
         ("leftovers killed", str(report.leftover_killed)),
         ("memory-high exceeded", "yes" if report.memory_high_exceeded else None),
@@ -138,15 +166,24 @@ def _rows(report: RunReport) -> list[tuple[str, str | None]]:
     ]
 
 
-def _outcome(report: RunReport) -> str:
+def _exit_code(report: RunReport) -> str:
+    """The code, and the signal that ended the main process where the message does not
+    already say it (a breach kills it; a death by signal names it in the headline)."""
     name = signal_name(report.signal)
-    what = f"{report.outcome.value}, {name}" if name else report.outcome.value
-    return f"{what} (exit code {report.exit_code})"
+    if name is None or report.outcome is Outcome.SIGNAL:
+        return str(report.exit_code)
+    return f"{report.exit_code}, the main process ended by {name}"
 
 
 def _backend(report: RunReport) -> str:
     reason = report.backend_reason
-    return f"{report.backend} ({reason})" if reason else report.backend
+    return f"{report.backend}: {reason}" if reason else report.backend
+
+
+def _not_enforced(report: RunReport) -> str | None:
+    if not report.not_enforced:
+        return None
+    return f"{', '.join(report.not_enforced)}: applied only by the systemd backend"
 
 
 def _truncate(text: str, width: int) -> str:
@@ -155,12 +192,6 @@ def _truncate(text: str, width: int) -> str:
 
 def _of(value: str, limit: str | None) -> str:
     return f"{value} of {limit}" if limit else value
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 60:
-        return humanize.precisedelta(timedelta(seconds=seconds), format="%0.2f")
-    return f"{seconds:.2f} s"
 
 
 def _limit_value(report: RunReport, key: str) -> float | None:
@@ -173,9 +204,7 @@ def _limit_value(report: RunReport, key: str) -> float | None:
 
 def _limit_duration(report: RunReport, key: str) -> str | None:
     value = _limit_value(report, key)
-    if value is None:
-        return None
-    return _duration(value) if value >= 60 else f"{value:g} s"
+    return None if value is None else format_duration(value)
 
 
 def _limit_number(report: RunReport, key: str, unit: str = "") -> str | None:
@@ -193,9 +222,9 @@ def _tasks(report: RunReport) -> str:
 def _cpu_time(report: RunReport) -> str:
     if report.cpu_s is None:
         return "unknown"
-    text = _duration(report.cpu_s)
+    text = format_duration(report.cpu_s)
     if report.wall_s > 0:
-        text += f" (avg {report.cpu_s / report.wall_s:.2f} CPUs busy)"
+        text += f", {report.cpu_s / report.wall_s:.2f} CPUs busy on average"
     return text
 
 
@@ -205,17 +234,19 @@ def _memory(report: RunReport) -> str:
     if peak is None:
         return "unknown" if ceiling is None else f"unknown (ceiling {format_size(ceiling)})"
     text = format_size(peak)
-    if ceiling:
-        text += f" of {format_size(ceiling)} ({peak / ceiling * 100:.0f} %)"
+    notes = [f"{peak / ceiling * 100:.0f} %"] if ceiling else []
     if report.peak_memory_source == "sampled":
-        text += " (sampled)"
-    return text
+        notes.append("sampled")
+    text = _of(text, None if not ceiling else format_size(ceiling))
+    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 def _cpu_set(cpus: tuple[int, ...]) -> str:
+    """`1`, `4-7 (4 CPUs)`: the count only where the list does not show it at a glance."""
     if not cpus:
         return "none"
-    return f"{format_cpus(cpus)} ({len(cpus)} CPU{'s' if len(cpus) != 1 else ''})"
+    text = format_cpus(cpus)
+    return text if len(cpus) == 1 else f"{text} ({len(cpus)} CPUs)"
 
 
 def _host_load(report: RunReport) -> str | None:
@@ -227,20 +258,22 @@ def _host_load(report: RunReport) -> str | None:
 
 
 def _pressure(report: RunReport) -> str | None:
-    """PSI `some avg10`, a percentage of time tasks on the host were stalled."""
+    """PSI `some avg10`: the share of time tasks on the host stalled for want of a resource;
+    the peak is the highest of cpu, memory and io, which the row says."""
     host = report.host
-    if host is None or host.pressure_peak is None:
+    if host is None or host.pressure_peak_pct is None:
         return None
-    return _of(f"{host.pressure_peak:.1f} %", _limit_number(report, "pressure_max", " %"))
+    peak = _of(f"{host.pressure_peak_pct:.1f} %", _limit_number(report, "pressure_max_pct", " %"))
+    return f"{peak} (PSI some avg10, highest of cpu, memory, io)"
 
 
 def _protected(report: RunReport) -> str | None:
-    """Busy share of the CPUs the workload must leave alone; HostSummary stores a 0-1 fraction."""
+    """Busy share of the CPUs the workload must leave alone."""
     host = report.host
-    if host is None or not host.protected_cpus or host.protected_cpu_busy_peak is None:
+    if host is None or not host.protected_cpus or host.protected_cpu_busy_peak_pct is None:
         return None
-    busy = host.protected_cpu_busy_peak
-    return f"{busy * 100:.0f} % peak on {format_cpus(host.protected_cpus)}"
+    busy = host.protected_cpu_busy_peak_pct
+    return f"{busy:.0f} % at peak on {format_cpus(host.protected_cpus)}"
 
 
 # Ladders and calibration ----------------------------------------------------------------
@@ -263,7 +296,7 @@ def render_ladder_table(ladder: LadderReport) -> str:
                 *([step.expect.value] if show_expect else []),
                 result.status.value.replace("_", " "),
                 "-" if report is None else f"{report.outcome.value} ({report.exit_code})",
-                "-" if report is None else _duration(report.wall_s),
+                "-" if report is None else format_duration(report.wall_s),
                 "-" if report is None else _peak_of(report),
                 "-" if report is None else _tasks(report).replace(" of ", " / "),
                 "-" if report is None else report.leftover_killed,
@@ -281,14 +314,15 @@ def render_ladder_table(ladder: LadderReport) -> str:
     if notes:
         lines += ["", *notes]
     lines += ["", ladder_headline(ladder)]
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")
 
 
 def ladder_headline(ladder: LadderReport) -> str:
     """How the ladder ended, in one line; what `-q` prints on failure."""
-    return (
-        f"tiered-run: ladder {ladder.name} {ladder.outcome.value} in {_duration(ladder.wall_s)}"
-        f" (exit code {ladder.exit_code}) - {_one_line(ladder.message)}"
+    return printable(
+        f"tiered-run: ladder {ladder.name} {ladder.outcome.value} in"
+        f" {format_duration(ladder.wall_s)}, exit code {ladder.exit_code}:"
+        f" {_one_line(ladder.message)}"
     )
 
 
@@ -335,9 +369,9 @@ def render_calibration_table(calibration: CalibrationReport) -> str:
             [
                 attempt.index,
                 "-" if attempt.memory is None else format_size(attempt.memory),
-                "-" if attempt.timeout is None else f"{attempt.timeout:g} s",
+                "-" if attempt.timeout is None else format_duration(attempt.timeout),
                 f"{report.outcome.value} ({report.exit_code})",
-                _duration(report.wall_s),
+                format_duration(report.wall_s),
                 _peak_of(report),
             ]
         )
@@ -345,13 +379,14 @@ def render_calibration_table(calibration: CalibrationReport) -> str:
     table = tabulate(rows, headers=headers, disable_numparse=True)
     outcome = calibration.outcome.value
     what = outcome if outcome == "calibrated" else f"calibration {outcome}"
-    verdict = f"tiered-run: {what} - {_one_line(calibration.message)}"
-    return f"{table}\n\n{verdict}\n"
+    verdict = f"tiered-run: {what}: {_one_line(calibration.message)}"
+    return printable(f"{table}\n\n{verdict}\n")
 
 
 def render_dict_json(data: dict[str, object]) -> str:
-    """JSON for the ladder and calibration reports, formatted like render_json."""
-    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    """JSON for run, ladder and calibration reports: valid Unicode, undecodable bytes as
+    `\\xNN` (a lone surrogate escape would break strict JSON readers)."""
+    return json.dumps(_printable_tree(data), indent=2, sort_keys=False) + "\n"
 
 
 def _peak_of(report: RunReport) -> str:

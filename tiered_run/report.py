@@ -6,7 +6,9 @@ import enum
 import signal as signal_module
 from dataclasses import asdict, dataclass, field
 
-SCHEMA_VERSION = 1
+# 2: one unit convention (`_bytes`, `_s`, `_pct` percentages), ended_at, hostname,
+# tiered_run_version, not_enforced; enforced_by_kernel lists only ceilings that are set.
+SCHEMA_VERSION = 2
 
 
 class Outcome(enum.Enum):
@@ -63,7 +65,7 @@ class TimelinePoint:
     tasks: int | None
     cpu_s: float | None
     load1: float
-    pressure: float | None
+    pressure_pct: float | None
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,16 @@ class Event:
 
 @dataclass(frozen=True)
 class HostSummary:
+    """The host around the run. Pressure is PSI `some avg10`, the highest of cpu, memory
+    and io, in percent, like every share in the reports."""
+
     load1_start: float
     load1_peak: float
     load1_end: float
-    pressure_peak: float | None
-    memory_available_min: int
+    pressure_peak_pct: float | None
+    memory_available_min_bytes: int
     protected_cpus: tuple[int, ...] = ()
-    protected_cpu_busy_peak: float | None = None
+    protected_cpu_busy_peak_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,12 @@ class RunReport:
     # Things that went wrong around the run without changing its outcome: a log that
     # could not be written, a watchdog that was killed, a cgroup that could not be removed.
     warnings: tuple[str, ...] = ()
+    # Ceilings that were asked for but that this backend does not apply (cpu_weight and
+    # io_weight outside systemd): listed, never dropped silently.
+    not_enforced: tuple[str, ...] = ()
+    ended_at: str | None = None
+    hostname: str = ""
+    tiered_run_version: str = ""
     events: tuple[Event, ...] = ()
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
 
@@ -129,6 +140,7 @@ class RunReport:
         data["signal_name"] = signal_name(self.signal)
         data["enforced_by_kernel"] = list(self.enforced_by_kernel)
         data["warnings"] = list(self.warnings)
+        data["not_enforced"] = list(self.not_enforced)
         if self.host is not None:
             data["host"]["protected_cpus"] = list(self.host.protected_cpus)
         return {"schema_version": SCHEMA_VERSION, **data}

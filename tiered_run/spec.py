@@ -44,7 +44,7 @@ class Limits:
             "memory_high_bytes": self.memory_high,
             "tasks_max": self.tasks_max,
             "load_max": self.load_max,
-            "pressure_max": self.pressure_max,
+            "pressure_max_pct": self.pressure_max,
             "on_load": self.on_load.value,
             "nice": self.nice,
             "cpu_weight": self.cpu_weight,
@@ -95,3 +95,6 @@ class RunSpec:
     log: Path | None = None
     protected_cpus: tuple[int, ...] = ()
     privileges: Privileges = field(default_factory=Privileges)
+    # What the plan let through but the user should know: an override of the tier's host
+    # reserve, a run on protected CPUs allowed by the flag. Every report repeats them.
+    warnings: tuple[str, ...] = ()

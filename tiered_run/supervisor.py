@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tiered_run import signals
+from tiered_run import __version__, signals
 from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import new_run_id
@@ -25,7 +25,7 @@ from tiered_run.launch import SpawnError, spawn
 from tiered_run.machine import HostReader
 from tiered_run.monitor import Ending, Monitor, terminate_tree
 from tiered_run.outputs import open_log
-from tiered_run.policy import Breach, find_breach
+from tiered_run.policy import Breach, find_breach, kernel_enforced, not_enforced
 from tiered_run.reaper import reap_orphans, set_child_subreaper
 from tiered_run.report import (
     EXIT_INTERNAL,
@@ -39,13 +39,8 @@ from tiered_run.report import (
 from tiered_run.sentinel import Sentinel
 from tiered_run.spec import RunSpec
 from tiered_run.tee import Tee
+from tiered_run.units import plural
 
-KERNEL_ENFORCED = (
-    Capability.CPUSET,
-    Capability.MEMORY_LIMIT,
-    Capability.MEMORY_HIGH,
-    Capability.TASKS_LIMIT,
-)
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 
@@ -220,7 +215,7 @@ class Supervisor:
         if not remaining:
             return 0
         if monitor.breach is None:
-            monitor.note("leftovers", f"{len(remaining)} process(es) outlived the main process")
+            monitor.note("leftovers", f"{plural(len(remaining), 'process')} outlived the main one")
         limits = self.spec.limits
         terminate_tree(self.backend, limits.kill_after, ending=Ending(limits.stop_signal))
         return len(remaining) if monitor.breach is None else 0
@@ -267,13 +262,13 @@ class Supervisor:
         if breach is not None:
             outcome, message = breach.outcome, breach.message
             if monitor.killed_by_sigkill:
-                message += f"; {monitor.killed_by_sigkill} process(es) needed SIGKILL"
+                message += f"; {plural(monitor.killed_by_sigkill, 'process')} needed SIGKILL"
         elif signum is not None:
             outcome, message = Outcome.SIGNAL, f"died of {signal_name(signum)}"
         else:
             outcome, message = Outcome.EXITED, f"exited with code {returncode}"
         if leftovers:
-            message += f"; {leftovers} leftover process(es) killed"
+            message += f"; {plural(leftovers, 'leftover process')} killed"
         if outcome is Outcome.INTERRUPTED:
             code = 128 + (self._signum or signal.SIGINT)
         else:
@@ -283,6 +278,12 @@ class Supervisor:
     def _report(self, started_at: str, monitor: Monitor, end: _End) -> RunReport:
         spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
         host_end = monitor.host_last
+        message = end.message
+        if end.outcome not in (Outcome.EXITED, Outcome.SIGNAL):
+            # "exited with code 3" and "died of SIGSEGV" say how the run ended; every other
+            # message is a detail that needs its outcome in front to stand alone.
+            message = f"{end.outcome.value}: {message}"
+        busy = peaks.protected_busy
         return RunReport(
             run_id=self.run_id,
             command=spec.command,
@@ -293,7 +294,7 @@ class Supervisor:
             exit_code=end.exit_code,
             returncode=end.returncode,
             signal=end.signum,
-            message=end.message,
+            message=message,
             started_at=started_at,
             wall_s=round(end.wall if end.wall is not None else monitor.elapsed(), 4),
             cpu_s=None if peaks.cpu_s is None else round(peaks.cpu_s, 4),
@@ -310,20 +311,24 @@ class Supervisor:
             cpus_seen=tuple(sorted(peaks.cpus_seen)) if peaks.cpus_known else None,
             leftover_killed=end.leftovers,
             limits=spec.limits.as_dict(),
-            enforced_by_kernel=tuple(c.value for c in KERNEL_ENFORCED if c in caps),
+            enforced_by_kernel=kernel_enforced(spec.limits, caps),
             memory_high_exceeded=peaks.memory_high_exceeded,
             host=HostSummary(
                 load1_start=monitor.host_start.load1,
                 load1_peak=max(peaks.load1, monitor.host_start.load1),
                 load1_end=host_end.load1,
-                pressure_peak=peaks.pressure,
-                memory_available_min=peaks.memory_available_min
+                pressure_peak_pct=peaks.pressure,
+                memory_available_min_bytes=peaks.memory_available_min
                 or monitor.host_start.memory_available,
                 protected_cpus=spec.protected_cpus,
-                protected_cpu_busy_peak=peaks.protected_busy,
+                protected_cpu_busy_peak_pct=None if busy is None else round(busy * 100, 1),
             ),
             log=str(spec.log) if spec.log is not None else None,
-            warnings=tuple(self.warnings),
+            warnings=(*spec.warnings, *self.warnings),
+            not_enforced=not_enforced(spec.limits, self.backend.name),
+            ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            hostname=os.uname().nodename,
+            tiered_run_version=__version__,
             events=tuple(monitor.events),
             timeline=tuple(monitor.timeline.points),
         )

@@ -54,6 +54,7 @@ def _run_ladder(
     config_path: Path | None,
     backend: str,
     interval: float,
+    allow_protected_cpus: bool,
     report_path: str | None,
     junit_path: str | None,
     no_new_privileges: bool,
@@ -86,7 +87,7 @@ def _run_ladder(
                 for step in steps.steps
             ),
         )
-    specs = plan_ladder(steps, config, machine, backend, interval)
+    specs = plan_ladder(steps, config, machine, backend, interval, allow_protected_cpus)
     if verbose:
         print_progress(f"config: {config.source}")
     printer = EventPrinter() if verbose else None

@@ -20,7 +20,16 @@ from tiered_run.outputs import OutputKind, check_output, write_atomically
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad, RunSpec
-from tiered_run.units import parse_cpus, parse_duration, parse_signal, parse_size
+from tiered_run.tiers import MAX_TASKS
+from tiered_run.units import (
+    parse_cpus,
+    parse_duration,
+    parse_interval,
+    parse_number,
+    parse_signal,
+    parse_size,
+    parse_timeout,
+)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -58,7 +67,13 @@ def _flatten(_ctx: click.Context, _param: click.Parameter, value: Any) -> tuple[
 
 
 SIZE = _Parsed("size", parse_size)
+CEILING = _Parsed("size", functools.partial(parse_size, ceiling=True))
 DURATION = _Parsed("duration", parse_duration)
+TIMEOUT = _Parsed("duration", parse_timeout)
+GRACE = _Parsed("duration", functools.partial(parse_duration, maximum=3600))
+INTERVAL = _Parsed("duration", parse_interval)
+LOAD = _Parsed("load", functools.partial(parse_number, low=0, high=1e6, example="8"))
+PERCENT = _Parsed("percent", functools.partial(parse_number, low=0, high=100, example="25"))
 CPUS = _Parsed("cpus", parse_cpus)
 ENV = _Parsed("KEY=VALUE", _env_pair)
 SIZES = _Parsed("sizes", _list_of(parse_size))
@@ -72,7 +87,12 @@ backend_option = click.option(
     "--backend", type=click.Choice(CHOICES), default="auto", show_default=True
 )
 interval_option = click.option(
-    "--interval", type=DURATION, default=DEFAULT_INTERVAL, help="Monitor sampling period."
+    "--interval", type=INTERVAL, default=DEFAULT_INTERVAL, help="Monitor sampling period."
+)
+allow_protected_option = click.option(
+    "--allow-protected-cpus",
+    is_flag=True,
+    help="Run even on CPUs of a protected tier (said in the report).",
 )
 cwd_option = click.option(
     "--cwd",
@@ -82,8 +102,25 @@ cwd_option = click.option(
 env_option = click.option(
     "--env", "env_pairs", type=ENV, multiple=True, help="KEY=VALUE, repeatable."
 )
+
+
+def _not_stdout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """The workload writes to tiered-run's stdout: a report there would be mixed into it."""
+    if value == "-":
+        raise click.BadParameter(
+            "- would mix the JSON report into the workload's own stdout; "
+            "give a file, e.g. --report run.json",
+            param_hint="'--report'",
+        )
+    return value
+
+
 report_option = click.option(
-    "--report", "report_path", metavar="FILE", help="Write the JSON report to FILE (- = stdout)."
+    "--report",
+    "report_path",
+    metavar="FILE",
+    callback=_not_stdout,
+    help="Write the JSON report to FILE.",
 )
 junit_option = click.option(
     "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
@@ -116,9 +153,13 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tier", help="Tier to run in (see `tiered-run tiers`)."),
         click.option("--cpus", type=CPUS, help="CPU list overriding the tier's, e.g. 4-19."),
         click.option(
-            "--timeout", type=DURATION, help="Wall-time ceiling, e.g. 8, 1.5s, 2m; 0 = none."
+            "--timeout",
+            type=TIMEOUT,
+            help="Wall-time ceiling, e.g. 8, 90s, 5min, 1h 30m; 0 = none.",
         ),
-        click.option("--kill-after", type=DURATION, help="Grace between SIGTERM and SIGKILL [2s]."),
+        click.option(
+            "--kill-after", type=GRACE, help="Grace between the ending signal and SIGKILL [2s]."
+        ),
         click.option(
             "--signal",
             "stop_signal",
@@ -126,13 +167,15 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="First signal of a graceful end, as `timeout -s` [TERM]; INT lets pytest "
             "print its summary.",
         ),
-        click.option("--memory", type=SIZE, help="Hard memory ceiling for the tree, e.g. 2G."),
-        click.option("--memory-high", type=SIZE, help="Soft memory ceiling: warn and throttle."),
-        click.option("--tasks-max", type=click.IntRange(min=1), help="Processes and threads."),
-        click.option("--load-max", type=click.FloatRange(min=0), help="Host 1-min load ceiling."),
         click.option(
-            "--pressure-max", type=click.FloatRange(0, 100), help="Host PSI some-avg10 ceiling, %."
+            "--memory", type=CEILING, help="Hard memory ceiling for the tree, e.g. 2G; none."
         ),
+        click.option("--memory-high", type=CEILING, help="Soft memory ceiling: warn and throttle."),
+        click.option(
+            "--tasks-max", type=click.IntRange(1, MAX_TASKS), help="Processes and threads."
+        ),
+        click.option("--load-max", type=LOAD, help="Host 1-min load ceiling."),
+        click.option("--pressure-max", type=PERCENT, help="Host PSI some-avg10 ceiling, %."),
         click.option(
             "--on-load",
             type=click.Choice([o.value for o in OnLoad]),
@@ -153,6 +196,7 @@ def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="With --user: copy these variables from our environment (repeatable).",
         ),
         *privilege_options,
+        allow_protected_option,
         backend_option,
         interval_option,
         config_option,
@@ -166,6 +210,7 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
         config_option,
         backend_option,
         interval_option,
+        allow_protected_option,
         report_option,
         junit_option,
         *privilege_options,

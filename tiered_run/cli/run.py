@@ -26,7 +26,8 @@ from tiered_run.config import load_config
 from tiered_run.machine import read_machine
 from tiered_run.plan import RunOptions, plan_run
 from tiered_run.spec import OnLoad
-from tiered_run.units import format_cpus, format_size
+from tiered_run.tiers import cpu_list, protected_tiers
+from tiered_run.units import format_cpus, format_duration, format_size
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -106,13 +107,25 @@ def tiers(config_path: Path | None) -> int:
                 format_cpus(tier.cpus) if tier.cpus else format_cpus(machine.cpus),
                 format_size(tier.memory) if tier.memory else "-",
                 tier.tasks_max or "-",
-                f"{tier.timeout:g} s" if tier.timeout else "-",
+                format_duration(tier.timeout) if tier.timeout else "-",
                 "yes" if tier.protected else "",
                 tier.description,
             ]
         )
     headers = ["tier", "cpus", "memory", "tasks", "timeout", "protected", "description"]
     streams.out(tabulate(rows, headers=headers, disable_numparse=True) + "\n")
+    owners = protected_tiers(config.tiers)
+    notes = []
+    for tier in config.tiers.values():
+        taken = [] if tier.protected else sorted(set(tier.cpus or ()) & set(owners))
+        if taken:
+            keeper = ", ".join(sorted({repr(owners[cpu]) for cpu in taken}))
+            notes.append(
+                f"{tier.name}: {cpu_list(taken)} kept by protected tier {keeper}; "
+                "runs there are refused without --allow-protected-cpus\n"
+            )
+    if notes:
+        streams.out("\n" + "".join(notes))
     streams.out(
         f"\nfrom {config.source}; * = default tier; this machine: CPUs "
         f"{format_cpus(machine.cpus)}, {format_size(machine.memory_total)} memory\n"
