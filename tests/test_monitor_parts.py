@@ -119,6 +119,18 @@ def test_short_timeline_keeps_every_point():
     assert [p.t for p in timeline.points] == list(range(100))
 
 
+def test_thinning_keeps_each_buckets_maximum():
+    """An 18 GiB one-sample spike vanished from a 15-minute timeline (3600 samples)."""
+    timeline = Timeline()
+    for i in range(3600):
+        memory = 18 * GiB if i == 1777 else GiB
+        timeline.add(TimelinePoint(i * 0.25, memory, 1, i * 0.1, None, None))
+    points = timeline.finished()
+    assert len(points) <= TIMELINE_POINTS
+    assert max(p.memory_bytes for p in points) == 18 * GiB
+    assert points[-1].cpu_s == 3599 * 0.1  # CPU time is cumulative: the bucket's last
+
+
 def test_long_timeline_is_bounded_and_evenly_thinned():
     timeline = Timeline()
     total = 10_000

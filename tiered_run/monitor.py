@@ -75,20 +75,48 @@ def _send(backend: Backend, ending: Ending) -> None:
 
 @dataclass
 class Timeline:
-    """Samples kept at an evenly thinned resolution, never more than TIMELINE_POINTS."""
+    """Samples kept at an evenly thinned resolution, never more than TIMELINE_POINTS.
+
+    Thinning merges neighbours into buckets instead of dropping samples: a bucket keeps
+    its start time, the maximum of each gauge (memory, tasks, load, pressure) and the last
+    CPU time, so a one-sample spike is still in a 15-minute timeline.
+    """
 
     points: list[TimelinePoint] = field(default_factory=list)
     _stride: int = 1
-    _seen: int = 0
+    _pending: TimelinePoint | None = None
+    _in_pending: int = 0
 
     def add(self, point: TimelinePoint) -> None:
-        self._seen += 1
-        if (self._seen - 1) % self._stride:
+        self._pending = point if self._pending is None else merge_points(self._pending, point)
+        self._in_pending += 1
+        if self._in_pending < self._stride:
             return
-        self.points.append(point)
+        self.points.append(self._pending)
+        self._pending, self._in_pending = None, 0
         if len(self.points) >= TIMELINE_POINTS:
-            self.points = self.points[::2]
+            pairs = zip(self.points[::2], self.points[1::2], strict=False)
+            merged = [merge_points(a, b) for a, b in pairs]
+            if len(self.points) % 2:
+                merged.append(self.points[-1])
+            self.points = merged
             self._stride *= 2
+
+    def finished(self) -> tuple[TimelinePoint, ...]:
+        """Every bucket, the last one even if it is not full yet."""
+        pending = () if self._pending is None else (self._pending,)
+        return (*self.points, *pending)
+
+
+def merge_points(first: TimelinePoint, second: TimelinePoint) -> TimelinePoint:
+    return TimelinePoint(
+        t=first.t,
+        memory_bytes=_max(first.memory_bytes, second.memory_bytes),
+        tasks=_max(first.tasks, second.tasks),
+        cpu_s=second.cpu_s if second.cpu_s is not None else first.cpu_s,
+        load1=_max(first.load1, second.load1),
+        pressure_pct=_max(first.pressure_pct, second.pressure_pct),
+    )
 
 
 @dataclass
@@ -283,7 +311,8 @@ class Monitor:
         usage = self._backend.sample()
         self.peaks.add_usage(usage)
         host = self.host_last
-        if (now := time.monotonic()) >= self._next_host:
+        fresh = (now := time.monotonic()) >= self._next_host
+        if fresh:
             # The host is read at every sample only when a ceiling depends on it.
             self._next_host = now + self._host_period
             host = self.host_last = self._host.read()
@@ -297,8 +326,9 @@ class Monitor:
                 usage.memory,
                 usage.tasks,
                 usage.cpu_s,
-                host.load1,
-                host.pressure_max,
+                # Between host reads there is no host sample: none is made up.
+                host.load1 if fresh else None,
+                host.pressure_max if fresh else None,
             )
         )
         if not self.peaks.memory_high_exceeded and over_memory_high(self._limits, usage):

@@ -64,7 +64,7 @@ class TimelinePoint:
     memory_bytes: int | None
     tasks: int | None
     cpu_s: float | None
-    load1: float
+    load1: float | None  # None where the host was not read at this sample
     pressure_pct: float | None
 
 

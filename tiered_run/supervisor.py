@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from tiered_run import __version__, signals
@@ -149,6 +149,10 @@ class Supervisor:
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
                 end = self._supervise(monitor, tee, sentinel)
+            if not any(event.kind == end.outcome.value for event in monitor.events):
+                # Every outcome gets its event, also one found only after the main process
+                # ended (a kernel OOM kill of the main process itself, say).
+                monitor.note(end.outcome.value, end.message)
         finally:
             self._monitor = None
             self._clean_up(tee, sentinel)
@@ -202,9 +206,14 @@ class Supervisor:
             return _End(Outcome.ERROR, message, EXIT_INTERNAL, wall=wall)
         try:
             final = backend.sample()
-        except Exception as err:
+        except Exception as err:  # the run is over; its result stands
             self.warnings.append(f"the final counters could not be read: {err}")
             final = Usage()
+        if Capability.MEMORY_PEAK not in backend.capabilities:
+            # A sampling monitor can miss a short peak between two samples; the kernel's
+            # own record of the main process's peak RSS (and of the children it waited
+            # for) is a floor for it (wait4(2) ru_maxrss, in KiB).
+            final = replace(final, memory=max(final.memory or 0, rusage.ru_maxrss * 1024))
         monitor.peaks.add_usage(final)
         breach = monitor.breach or find_breach(spec.limits, final, None, backend.capabilities)
         return self._classify(monitor, breach, status, leftovers, wall)
@@ -330,7 +339,7 @@ class Supervisor:
             hostname=os.uname().nodename,
             tiered_run_version=__version__,
             events=tuple(monitor.events),
-            timeline=tuple(monitor.timeline.points),
+            timeline=monitor.timeline.finished(),
         )
 
 
