@@ -69,17 +69,20 @@ def test_exit_code_stands_when_stdout_and_stderr_are_gone(args, code, tmp_path):
 
 
 def test_exit_code_stands_with_stderr_closed(tmp_path):
-    """`tiered-run ... 2>&-`: nothing to print to, and nothing opened later takes fd 2."""
-    out = tmp_path / "out.txt"
-    proc = subprocess.run(
-        guard_argv("--timeout", "1", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2"),
-        stdout=out.open("wb"),
-        cwd=tmp_path,
-        preexec_fn=lambda: os.close(2),
-        timeout=60,
-    )
-    assert proc.returncode == 0
-    assert out.read_text() == "to-stdout\n"
+    """`tiered-run ... 2>&-`: nothing to print to, nothing opened later takes fd 2, and the
+    workload finds its stderr closed, as it would without tiered-run."""
+    script = ["sh", "-c", "echo to-stdout; echo to-stderr >&2"]
+    results = []
+    for argv in (script, guard_argv("--timeout", "5", "--", *script)):
+        out = tmp_path / f"out-{len(results)}.txt"
+        with out.open("wb") as stdout:
+            proc = subprocess.run(
+                argv, stdout=stdout, cwd=tmp_path, preexec_fn=lambda: os.close(2), timeout=60
+            )
+        results.append((proc.returncode, out.read_text()))
+    direct, guarded = results
+    assert direct[0] != 0  # the shell could not write to the closed stderr
+    assert guarded == direct == (direct[0], "to-stdout\n")
 
 
 def test_output_to_a_closed_stdout_keeps_the_exit_code(tmp_path):

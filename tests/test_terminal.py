@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import termios
@@ -25,7 +26,8 @@ CTRL_C, CTRL_Z = b"\x03", b"\x1a"
 class OnTerminal:
     """tiered-run started on a pty; everything it and the workload write is collected."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, raw: bool = False) -> None:
+        """`args` for tiered-run, or with `raw` a whole command line (a shell)."""
         master, slave = os.openpty()
 
         def take_terminal() -> None:
@@ -33,7 +35,7 @@ class OnTerminal:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self.proc = subprocess.Popen(
-            guard_argv(*args),
+            args if raw else guard_argv(*args),
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -78,8 +80,8 @@ class OnTerminal:
 def terminal():
     started: list[OnTerminal] = []
 
-    def start(*args: str, cwd: Path) -> OnTerminal:
-        started.append(OnTerminal(list(args), cwd))
+    def start(*args: str, cwd: Path, raw: bool = False) -> OnTerminal:
+        started.append(OnTerminal(list(args), cwd, raw))
         return started[-1]
 
     yield start
@@ -202,3 +204,63 @@ def test_stopped_workload_gets_sigcont_after_the_ending_signal(tmp_path):
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as handle:
         return handle.read().rpartition(")")[2].split()[0]
+
+
+def test_workloads_own_kill_0_is_not_an_interruption(terminal, tmp_path):
+    """At a terminal the workload shares tiered-run's process group, so `kill 0` (as in
+    `trap 'kill 0' EXIT`) reaches tiered-run too; it ended the run as interrupted (143)."""
+    report = tmp_path / "r.json"
+    script = "trap '' TERM; sleep 30 & kill 0; exit 0"
+    term = terminal(
+        "--kill-after", "0.5", "--report", str(report), "--", "bash", "-c", script, cwd=tmp_path
+    )
+    assert term.finish() == 0
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "exited"
+    assert any("kill 0" in event["message"] for event in data["events"])
+
+
+READS_THE_TERMINAL = """
+import os, sys, time
+path = sys.argv[1]
+if os.fork() == 0:  # a daemon that keeps counting unless the whole tree is stopped
+    os.setsid()
+    for i in range(600):
+        with open(path, "a") as f:
+            f.write(f"{i}\\n")
+        time.sleep(0.05)
+    os._exit(0)
+time.sleep(0.5)
+print("got", sys.stdin.readline().strip(), flush=True)
+"""
+
+
+def test_background_read_from_the_terminal_stops_the_whole_tree(terminal, tmp_path):
+    """In the background a read from the terminal sends SIGTTIN to the whole process group:
+    tiered-run stopped with it, unsupervised, while daemons of the tree ran on."""
+    count, report = tmp_path / "count", tmp_path / "r.json"
+    (tmp_path / "reader.py").write_text(READS_THE_TERMINAL)
+    shell = terminal("bash", "--norc", "--noprofile", "-i", cwd=tmp_path, raw=True)
+    guarded = guard_argv("--timeout", "30", "--report", str(report), "--", PY, "reader.py")
+    shell.type(f"{' '.join(guarded)} {count} &\n".encode())
+    assert wait_for(lambda: count.exists() and _stopped_job(shell), within=20), shell.output
+    time.sleep(0.3)
+    size = count.stat().st_size
+    time.sleep(1.0)
+    assert count.stat().st_size == size  # the daemon is stopped too
+    shell.type(b"fg\n")
+    time.sleep(0.5)
+    shell.type(b"typed-line\n")
+    shell.wait_for_output(b"got typed-line")
+    shell.type(b"exit\n")
+    shell.finish()
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "exited" and data["exit_code"] == 0
+    stops = [e["message"] for e in data["events"] if e["kind"] == "stopped"]
+    assert stops and "SIGTTIN" in stops[0]
+
+
+def _stopped_job(shell: OnTerminal) -> bool:
+    """The background job's tiered-run (bash printed `[1] PID`) is stopped."""
+    found = re.search(rb"\[1\] (\d+)", shell.output)
+    return found is not None and _state(int(found.group(1))) == "T"

@@ -52,7 +52,8 @@ def run_cli(args: list[str]) -> int:
         streams.err(f"tiered-run: error: {one_line(err.format_message())}")
         code = EXIT_TOOL_ERROR
     except click.exceptions.Abort:
-        code = 128 + (signals.first() or 2)
+        first = signals.first()
+        code = 128 + (first.signum if first else 2)
     except TieredRunError as err:
         streams.err(f"tiered-run: error: {one_line(str(err))}")
         code = err.exit_code
@@ -62,7 +63,7 @@ def run_cli(args: list[str]) -> int:
         code = EXIT_TOOL_ERROR
     unclaimed = signals.first() if not signals.claimed() else None
     if unclaimed is not None:
-        code = 128 + unclaimed
+        code = 128 + unclaimed.signum
     return code
 
 

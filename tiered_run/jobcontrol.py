@@ -8,7 +8,9 @@ cgroup. Without a terminal (CI) the workload gets a session of its own, as befor
 
 Ctrl-Z (SIGTSTP) stops the whole tree, not only tiered-run: the tree is frozen, the
 timeout stops counting, and tiered-run stops itself so the shell sees the job stopped;
-`fg` (SIGCONT) thaws the tree and the clock goes on.
+`fg` (SIGCONT) thaws the tree and the clock goes on. A background job that reads from
+(SIGTTIN) or, with `stty tostop`, writes to (SIGTTOU) the terminal is stopped the same
+way: the kernel sends those to the whole process group, tiered-run included.
 """
 
 from __future__ import annotations
@@ -46,23 +48,25 @@ class Terminal:
         os.close(self.fd)
 
 
-class StopWithTree:
-    """While active, SIGTSTP to tiered-run stops the whole tree before tiered-run itself.
+STOPPING = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
-    `on_stop` freezes the tree and `on_continue` thaws it; both run in the main thread, in
-    the signal handler. A SIGTSTP the caller ignores stays ignored.
+
+class StopWithTree:
+    """While active, a stop signal to tiered-run stops the whole tree before tiered-run.
+
+    `on_stop(signum)` freezes the tree and `on_continue()` thaws it; both run in the main
+    thread, in the signal handler. A stop signal the caller ignores stays ignored.
     """
 
-    def __init__(self, on_stop: Callable[[], None], on_continue: Callable[[], None]) -> None:
+    def __init__(self, on_stop: Callable[[int], None], on_continue: Callable[[], None]) -> None:
         self._on_stop = on_stop
         self._on_continue = on_continue
-        self._previous: object = None
-        self._active = False
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopWithTree:
-        if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
-            self._previous = signal.signal(signal.SIGTSTP, self._stop)
-            self._active = True
+        for sig in STOPPING:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, self._stop)
         return self
 
     def __exit__(
@@ -71,11 +75,11 @@ class StopWithTree:
         err: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._active:
-            signal.signal(signal.SIGTSTP, self._previous)  # type: ignore[arg-type]
-            self._active = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+        self._previous = {}
 
-    def _stop(self, _signum: int, _frame: object) -> None:
-        self._on_stop()
+    def _stop(self, signum: int, _frame: object) -> None:
+        self._on_stop(signum)
         os.kill(os.getpid(), signal.SIGSTOP)  # returns once the shell sends SIGCONT (fg, bg)
         self._on_continue()

@@ -178,7 +178,8 @@ class _Signalled(Exception):
 
 def _sleep_unless_signalled(seconds: float) -> None:
     if signals.wait(seconds):
-        raise _Signalled(signals.first() or 2)
+        first = signals.first()
+        raise _Signalled(first.signum if first else 2)
 
 
 def _short(command: tuple[str, ...], width: int = 60) -> str:

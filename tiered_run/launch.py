@@ -15,7 +15,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from tiered_run import stdio
+from tiered_run import signals, stdio
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.errors import TieredRunError
 from tiered_run.privileges import restrict
@@ -56,8 +56,12 @@ def spawn(
     nproc_cap = None if Capability.TASKS_LIMIT in backend.capabilities else _nproc_cap(spec)
     error_read, error_write = os.pipe()
 
+    # Streams the caller had closed stay closed for the workload, unless --log gave it pipes.
+    reclose = [fd for fd in stdio.closed_standard() if fd == 0 or output_fds is None]
+
     def constrain() -> None:  # runs in the child, before exec
         try:
+            signals.restore_in_child()
             backend.attach()
             os.sched_setaffinity(0, spec.limits.cpus)
             restrict(spec.privileges)
@@ -68,6 +72,8 @@ def spawn(
             if spec.user is not None:
                 _become(spec.user)
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            for fd in reclose:  # last: nothing opened after this can take their numbers
+                os.close(fd)
         except BaseException as err:
             os.write(error_write, f"{type(err).__name__}: {err}".encode())
             raise

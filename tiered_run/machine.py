@@ -109,3 +109,10 @@ def read_cpu_busy(proc_root: Path = Path("/proc")) -> dict[int, tuple[int, int]]
             idle = values[3] + values[4]
             result[int(name[3:])] = (sum(values) - idle, sum(values))
     return result
+
+
+def own_resident_bytes() -> int:
+    """tiered-run's own resident set now (/proc/self/statm, in pages): what a process forked
+    from it holds before it execs the workload."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

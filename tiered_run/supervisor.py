@@ -22,7 +22,7 @@ from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.jobcontrol import StopWithTree, Terminal
 from tiered_run.launch import SpawnError, spawn
-from tiered_run.machine import HostReader
+from tiered_run.machine import HostReader, own_resident_bytes
 from tiered_run.monitor import Ending, Monitor, terminate_tree
 from tiered_run.outputs import open_log
 from tiered_run.policy import Breach, find_breach, kernel_enforced, not_enforced
@@ -43,6 +43,11 @@ from tiered_run.units import plural
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+_STOP_CAUSES = {
+    signal.SIGTSTP: "SIGTSTP (Ctrl-Z)",
+    signal.SIGTTIN: "SIGTTIN (a read from the terminal in the background)",
+    signal.SIGTTOU: "SIGTTOU (a write to the terminal in the background)",
+}
 
 
 def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
@@ -77,35 +82,59 @@ class Supervisor:
         self.on_event = on_event
         self.run_id = new_run_id()
         self.warnings: list[str] = []
-        self._signum: int | None = None
-        self._monitor: Monitor | None = None
+        self._signal: signals.Received | None = None
+        self._monitor: Monitor | None = None  # set while the run is live
+        self._notes: Monitor | None = None  # the run's monitor, from before the spawn
         self._terminal: Terminal | None = None
         self._main_pid: int | None = None
 
     # -- signals to tiered-run --------------------------------------------------------------
 
-    def _on_signal(self, signum: int) -> None:
-        self._signum = self._signum or signum
+    def _on_signal(self, received: signals.Received) -> None:
+        """From the signal thread: end the run, unless the run itself sent the signal."""
+        if self._sent_by_the_run(received):
+            # At a terminal the workload shares tiered-run's process group, so its own
+            # `kill 0` (a common `trap 'kill 0' EXIT`) reaches tiered-run too; it is the
+            # workload's business, not a request to end the run.
+            if self._notes is not None:
+                self._notes.note(
+                    "signal",
+                    f"{received.name} from pid {received.sender} of the run itself "
+                    "(kill 0?): not taken as an interruption",
+                )
+            return
+        self._signal = self._signal or received
         if self._monitor is not None:
-            self._deliver(signum)
+            self._deliver(received)
 
-    def _deliver(self, signum: int) -> None:
+    def _sent_by_the_run(self, received: signals.Received) -> bool:
+        sender = received.sender
+        if sender is None or sender == os.getpid() or self._main_pid is None:
+            return False
+        if sender == self._main_pid:
+            return True
+        try:
+            return sender in self.backend.pids()
+        except BackendError:
+            return False
+
+    def _deliver(self, received: signals.Received) -> None:
         """End the run; the signal is passed on as itself, a second one skips the grace."""
         assert self._monitor is not None
-        terminal = self._terminal
         spare = None
-        if signum in _TERMINAL_SIGNALS and terminal is not None and terminal.foreground:
-            spare = os.getpgrp()  # the terminal sent it to them already
+        if received.from_kernel and received.signum in _TERMINAL_SIGNALS:
+            spare = os.getpgrp()  # the terminal sent it to our whole group already
         self._monitor.request(
-            Breach(Outcome.INTERRUPTED, f"tiered-run received {signal_name(signum)}"),
-            Ending(signum, spare),
+            Breach(Outcome.INTERRUPTED, f"tiered-run received {received.name}"),
+            Ending(received.signum, spare),
         )
 
-    def _stop_tree(self) -> None:
+    def _stop_tree(self, signum: int) -> None:
         monitor = self._monitor
         if monitor is None:
             return
-        monitor.suspend("tiered-run got SIGTSTP (Ctrl-Z): whole tree stopped, timeout paused")
+        why = _STOP_CAUSES.get(signum, signal_name(signum))
+        monitor.suspend(f"tiered-run got {why}: whole tree stopped, timeout paused")
         try:
             self.backend.freeze(True)
         except BackendError:
@@ -119,8 +148,8 @@ class Supervisor:
             try:
                 self.backend.freeze(False)
             finally:
-                self.backend.kill(signal.SIGCONT)  # those the terminal's Ctrl-Z stopped
-        monitor.resume("tiered-run got SIGCONT (fg)")
+                self.backend.kill(signal.SIGCONT)  # those a terminal's stop signal stopped
+        monitor.resume("tiered-run got SIGCONT (fg or bg)")
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -144,7 +173,7 @@ class Supervisor:
             sentinel = Sentinel(backend)
             # After the watchdog forked: it must not become one of our orphans.
             set_child_subreaper(True)
-            monitor = Monitor(
+            monitor = self._notes = Monitor(
                 backend, spec.limits, spec.interval, host, spec.protected_cpus, self.on_event
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
@@ -163,10 +192,12 @@ class Supervisor:
 
     def _supervise(self, monitor: Monitor, tee: Tee | None, sentinel: Sentinel) -> _End:
         spec, backend = self.spec, self.backend
-        pending = self._signum or signals.first()
+        pending = self._signal or signals.first()
         if pending is not None:
-            message = f"tiered-run received {signal_name(pending)} before the start"
-            return _End(Outcome.INTERRUPTED, message, 128 + pending, wall=0.0)
+            self._signal = pending
+            message = f"tiered-run received {pending.name} before the start"
+            return _End(Outcome.INTERRUPTED, message, 128 + pending.signum, wall=0.0)
+        pre_exec = own_resident_bytes()
         try:
             child = spawn(
                 spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
@@ -189,8 +220,8 @@ class Supervisor:
             )
         if tee is not None:
             tee.start()
-        if self._signum is not None:
-            self._deliver(self._signum)
+        if self._signal is not None:
+            self._deliver(self._signal)
         _, status, rusage = os.wait4(child.pid, 0)
         child.popen.returncode = os.waitstatus_to_exitcode(status)
         monitor.stop()
@@ -209,11 +240,13 @@ class Supervisor:
         except Exception as err:  # the run is over; its result stands
             self.warnings.append(f"the final counters could not be read: {err}")
             final = Usage()
-        if Capability.MEMORY_PEAK not in backend.capabilities:
+        maxrss = rusage.ru_maxrss * 1024  # wait4(2): KiB
+        if Capability.MEMORY_PEAK not in backend.capabilities and maxrss > pre_exec:
             # A sampling monitor can miss a short peak between two samples; the kernel's
             # own record of the main process's peak RSS (and of the children it waited
-            # for) is a floor for it (wait4(2) ru_maxrss, in KiB).
-            final = replace(final, memory=max(final.memory or 0, rusage.ru_maxrss * 1024))
+            # for) is a floor for it. It also counts the copy of tiered-run the process
+            # was before exec, so it says something only above that.
+            final = replace(final, memory=max(final.memory or 0, maxrss))
         monitor.peaks.add_usage(final)
         breach = monitor.breach or find_breach(spec.limits, final, None, backend.capabilities)
         return self._classify(monitor, breach, status, leftovers, wall)
@@ -279,7 +312,7 @@ class Supervisor:
         if leftovers:
             message += f"; {plural(leftovers, 'leftover process')} killed"
         if outcome is Outcome.INTERRUPTED:
-            code = 128 + (self._signum or signal.SIGINT)
+            code = 128 + (self._signal.signum if self._signal else signal.SIGINT)
         else:
             code = exit_code_for(outcome, returncode, signum)
         return _End(outcome, message, code, returncode, signum, leftovers, wall)
