@@ -38,11 +38,6 @@ def test_sampled_backend_does_not_miss_a_peak_between_samples(backend, tmp_path)
     assert result.returncode == 122
 
 
-def test_every_outcome_has_its_event(tmp_path):
-    result = run_cli("--", "true", tmp_path=tmp_path)
-    assert [event["kind"] for event in result.report["events"]][-1] == "exited"
-
-
 @pytest.mark.parametrize("backend", backend_params("cgroup2", "plain"))
 def test_small_workload_is_not_charged_with_tiered_runs_own_memory(backend, tmp_path):
     """`--backend plain --memory 10M -- true` was a memory breach of "17.1 MiB": the peak

@@ -96,8 +96,9 @@ def spawn(
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
             raise _spawn_failed(err, error_read) from err
+        what = "a directory" if os.path.isdir(spec.command[0]) else err.strerror
         raise SpawnError(
-            f"command not executable: {spec.command[0]} ({err.strerror})", EXIT_NOT_EXECUTABLE
+            f"command not executable: {spec.command[0]} ({what})", EXIT_NOT_EXECUTABLE
         ) from err
     except subprocess.SubprocessError as err:
         raise _spawn_failed(err, error_read) from err

@@ -21,6 +21,7 @@ from tiered_run.policy import Breach, find_breach, load_breach, load_over, over_
 from tiered_run.reaper import reap_orphans
 from tiered_run.report import Event, TimelinePoint
 from tiered_run.spec import Limits, OnLoad
+from tiered_run.units import plural
 
 TIMELINE_POINTS = 512
 HOST_PERIOD = 1.0  # host load/pressure/memory sampling when no ceiling depends on it
@@ -136,7 +137,7 @@ class Peaks:
         self.memory = _max(self.memory, usage.memory, usage.memory_peak)
         self.tasks = _max(self.tasks, usage.tasks, usage.tasks_peak)
         self.cpu_s = _max(self.cpu_s, usage.cpu_s)
-        if usage.cpus_used is not None:
+        if usage.cpus_used:  # an empty set: no process was seen, so nothing is known
             self.cpus_known = True
             self.cpus_seen |= usage.cpus_used
 
@@ -382,8 +383,8 @@ class Monitor:
         ending = self._ending or Ending(self._limits.stop_signal)
         self.killed_by_sigkill = terminate_tree(self._backend, grace, self._hurry, ending)
         if self.killed_by_sigkill:
+            still = plural(self.killed_by_sigkill, "process")
             self.note(
                 "sigkill",
-                f"{self.killed_by_sigkill} process(es) still alive {grace:g} s after "
-                f"{signal.Signals(ending.signal).name}",
+                f"{still} still alive {grace:g} s after {signal.Signals(ending.signal).name}",
             )

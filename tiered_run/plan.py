@@ -53,7 +53,8 @@ def plan_run(
 ) -> RunSpec:
     if not command:
         raise UsageError(
-            "no command given; put it after --, e.g. tiered-run --timeout 8 -- make test"
+            "no command given; put it after --, e.g. tiered-run --timeout 8 -- make test "
+            "(tiered-run --help lists the options)"
         )
     _check_text(command, options.env)
     tier = config.tier(options.tier)
@@ -132,6 +133,8 @@ def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSp
 def _check_text(command: tuple[str, ...], env: dict[str, str]) -> None:
     """What exec cannot take: a NUL byte in an argument, a key that is empty or holds `=`
     (found here, not when a later ladder step starts)."""
+    if not command[0]:
+        raise UsageError("the command is an empty string; give a program, e.g. -- make test")
     for index, arg in enumerate(command):
         if "\0" in arg:
             raise UsageError(f"command argument {index} {arg!r} holds a NUL byte; remove it")

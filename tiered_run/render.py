@@ -38,13 +38,20 @@ def headline(report: RunReport) -> str:
     return printable(f"tiered-run: {message}")
 
 
+def never_started(report: RunReport) -> bool:
+    """No workload process ever ran (the supervisor gives such runs no wall time)."""
+    return report.wall_s == 0 and report.returncode is None and report.signal is None
+
+
 def render_table(report: RunReport) -> str:
     """The end-of-run summary for a terminal: headline, key/value rows, then the first events.
 
-    A run that never started (command not found, not executable) has nothing to tabulate:
-    its headline is the whole story.
+    A run that never started (command not found, not executable, interrupted before the
+    start) has nothing to tabulate: its headline is the whole story.
     """
     lines = [headline(report)]
+    if never_started(report):
+        return lines[0] + "\n"
     if report.outcome is not Outcome.ERROR:
         rows = [(key, value) for key, value in _rows(report) if value is not None]
         from tabulate import tabulate  # imported here: it costs start-up time of every run
@@ -359,8 +366,13 @@ def render_ladder_junit(ladder: LadderReport) -> str:
 
 
 def render_calibration_table(calibration: CalibrationReport) -> str:
-    """Every attempt with its ceilings and what it used, then the verdict."""
+    """Every attempt with its ceilings and what it used, then the verdict; one line when the
+    command never started (not found, not executable)."""
     from tabulate import tabulate
+
+    attempts = calibration.attempts
+    if len(attempts) == 1 and never_started(attempts[0].report):
+        return headline(attempts[0].report) + "\n"
 
     rows = []
     for attempt in calibration.attempts:

@@ -20,6 +20,7 @@ STDERR = 2
 _GONE = (errno.EPIPE, errno.EIO, errno.ENOSPC, errno.EBADF, errno.EINVAL, errno.EDQUOT)
 
 _broken: set[int] = set()
+_lost: dict[int, str] = {}  # fd -> why what was written there is lost (not a reader gone)
 
 
 def write(fd: int, text: str) -> bool:
@@ -35,6 +36,8 @@ def write(fd: int, text: str) -> bool:
         if err.errno not in _GONE:
             raise
         _broken.add(fd)
+        if err.errno != errno.EPIPE:
+            _lost[fd] = err.strerror or str(err)
         return False
     return True
 
@@ -50,6 +53,12 @@ def err(text: str) -> bool:
 
 def broken(fd: int) -> bool:
     return fd in _broken
+
+
+def lost(fd: int) -> str | None:
+    """Why output written to `fd` was lost (a full disk, a hung-up terminal), or None. A
+    reader that went away (`| head`) is not a loss: it had all it wanted."""
+    return _lost.get(fd)
 
 
 def _flush_python_buffers() -> None:

@@ -43,6 +43,7 @@ from tiered_run.units import plural
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+_BREACHES = (Outcome.MEMORY, Outcome.TASKS, Outcome.TIMEOUT, Outcome.LOAD)
 _STOP_CAUSES = {
     signal.SIGTSTP: "SIGTSTP (Ctrl-Z)",
     signal.SIGTTIN: "SIGTTIN (a read from the terminal in the background)",
@@ -178,8 +179,10 @@ class Supervisor:
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
                 end = self._supervise(monitor, tee, sentinel)
-            if not any(event.kind == end.outcome.value for event in monitor.events):
-                # Every outcome gets its event, also one found only after the main process
+            if end.outcome in _BREACHES and not any(
+                event.kind == end.outcome.value for event in monitor.events
+            ):
+                # Every breach gets its event, also one found only after the main process
                 # ended (a kernel OOM kill of the main process itself, say).
                 monitor.note(end.outcome.value, end.message)
         finally:
@@ -224,6 +227,8 @@ class Supervisor:
             self._deliver(self._signal)
         _, status, rusage = os.wait4(child.pid, 0)
         child.popen.returncode = os.waitstatus_to_exitcode(status)
+        # The main process ran, whether or not a sample caught it.
+        monitor.peaks.tasks = max(monitor.peaks.tasks or 0, 1)
         monitor.stop()
         leftovers = self._end_leftovers(monitor)
         wall = monitor.elapsed()

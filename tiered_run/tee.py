@@ -34,7 +34,11 @@ class Tee:
         self._logged = 0
         self._pipes: dict[int, int] = {}  # read end -> our descriptor to copy to
         self.child_fds: list[int] = []
-        for target in (1, 2):
+        # Where our stdout and stderr are one file (a terminal, `2>&1`), the workload gets
+        # one pipe for both, so their order is kept, on the terminal and in the log; two
+        # pipes could not tell which of two quick writes came first.
+        targets = (1,) if _same_file(1, 2) else (1, 2)
+        for target in targets:
             read_end, write_end = os.pipe()
             try:
                 fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
@@ -42,6 +46,8 @@ class Tee:
                 pass  # a smaller pipe only costs more wake-ups
             self._pipes[read_end] = target
             self.child_fds.append(write_end)
+        if len(targets) == 1:
+            self.child_fds.append(self.child_fds[0])
         self._stop = threading.Event()
         self._give_up = 0.0
         self._thread = threading.Thread(target=self._pump, name="tiered-run-tee", daemon=True)
@@ -50,7 +56,7 @@ class Tee:
 
     def start(self) -> None:
         """Call after the child holds the write ends: closing ours makes EOF possible."""
-        for fd in self.child_fds:
+        for fd in set(self.child_fds):
             os.close(fd)
         self.child_fds = []
         self._thread.start()
@@ -93,9 +99,12 @@ class Tee:
     def _write_log(self, data: bytes) -> None:
         if self._log is None:
             return
+        view = memoryview(data)
         try:
-            _write_all(self._log, data)
-            self._logged += len(data)
+            while view:
+                written = os.write(self._log, view)
+                self._logged += written
+                view = view[written:]
         except OSError as err:
             self.warnings.append(
                 f"the log stopped after {self._logged} bytes ({err.strerror}); the rest of "
@@ -115,13 +124,21 @@ class Tee:
             self._give_up = time.monotonic() + drain_s
             self._stop.set()
             self._thread.join()
-        for fd in [*self._pipes, *self.child_fds]:
+        for fd in {*self._pipes, *self.child_fds}:
             os.close(fd)
         self._pipes = {}
         self.child_fds = []
         if self._log is not None:
             os.close(self._log)
             self._log = None
+
+
+def _same_file(a: int, b: int) -> bool:
+    try:
+        first, second = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _write_all(fd: int, data: bytes) -> None:

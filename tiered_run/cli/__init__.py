@@ -21,7 +21,9 @@ class DefaultRunGroup(click.Group):
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if not args:
+            args = ["run"]  # refused there in one line: no command given
+        elif args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             index = self._subcommand_index(args)
             if index is None:
                 args = ["run", *args]

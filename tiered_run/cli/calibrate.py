@@ -20,6 +20,7 @@ from tiered_run.cli.options import (
     limit_options,
     print_progress,
     report_option,
+    stdout_or_error,
     verbose_option,
     write_report,
 )
@@ -135,4 +136,4 @@ def calibrate(
         streams.err(render_calibration_table(result))
         if result.recommendation is not None and report_path != "-":
             streams.out(result.recommendation.toml(result.tier))
-    return result.exit_code
+    return stdout_or_error(result.exit_code, "the recommended ceilings")

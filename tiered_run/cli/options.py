@@ -275,6 +275,16 @@ class EventPrinter:
         self._thread.join(wait_s)
 
 
+def stdout_or_error(code: int, what: str) -> int:
+    """`code`, unless what a command writes to stdout as its product was lost (a full disk,
+    not a reader that went away): then one line saying so, and 125."""
+    why = streams.lost(streams.STDOUT)
+    if why is None:
+        return code
+    streams.err(f"tiered-run: error: {what} could not be written to stdout ({why})")
+    return 125
+
+
 def print_progress(message: str) -> None:
     streams.err(f"tiered-run: {message}")
 

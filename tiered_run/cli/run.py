@@ -18,6 +18,7 @@ from tiered_run.cli.options import (
     limit_options,
     print_setup,
     report_option,
+    stdout_or_error,
     verbose_option,
     write_output,
     write_report,
@@ -130,4 +131,4 @@ def tiers(config_path: Path | None) -> int:
         f"\nfrom {config.source}; * = default tier; this machine: CPUs "
         f"{format_cpus(machine.cpus)}, {format_size(machine.memory_total)} memory\n"
     )
-    return 0
+    return stdout_or_error(0, "the tiers")
