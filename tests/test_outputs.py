@@ -4,21 +4,24 @@ before the workload starts (exit 125, one line)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from workloads import PY
 
 from tiered_run.errors import UsageError
-from tiered_run.outputs import OutputKind, check_output, write_atomically
+from tiered_run.outputs import OutputKind, check_output, open_log, write_atomically
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")
@@ -26,13 +29,13 @@ OPTIONS = ("--log", "--report", "--junit")
 root_only = pytest.mark.skipif(not IS_ROOT, reason="the attacks are on a root tiered-run")
 
 
-def tiered_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def tiered_run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "tiered_run", "-q", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -255,6 +258,23 @@ def test_new_report_gets_the_mode_a_plain_open_would_give(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.xml", "r.json"]
 
 
+def test_a_report_keeps_its_permissions_but_never_set_id_bits(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("old")
+    report.chmod(0o6750)
+
+    write_atomically(report, "{}\n", "--report")
+
+    assert stat.S_IMODE(report.stat().st_mode) == 0o750
+
+
+def test_a_report_with_a_name_as_long_as_a_name_can_be(tmp_path):
+    """The temporary name used to be the name plus 14 characters: past NAME_MAX."""
+    report = tmp_path / ("r" * 250)
+    write_atomically(report, "{}\n", "--report")
+    assert [p.name for p in tmp_path.iterdir()] == [report.name]
+
+
 def test_a_report_that_cannot_be_written_after_the_run_is_a_warning(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -270,3 +290,95 @@ def test_check_output_kinds_accept_what_they_can_write(tmp_path):
     with pytest.raises(UsageError, match="not a regular file"):
         check_output("/dev/null", "--report", OutputKind.REPORT)
     check_output(tmp_path / "new.json", "--report")
+
+
+# -- a directory swapped for a symlink while tiered-run writes --------------------------
+
+
+def _swap_for_ever(directory: Path, target: Path) -> None:  # pragma: no cover - forked child
+    """As nobody: make `directory/real` a real directory, then a symlink to `target`, again
+    and again, as fast as the kernel lets us."""
+    try:
+        os.setgid(NOBODY.pw_gid)
+        os.setuid(NOBODY.pw_uid)
+        os.chdir(directory)
+        os.mkdir("parked")
+        while True:
+            try:
+                os.rename("parked", "real")
+                time.sleep(0.0001)
+                os.rename("real", "parked")
+                os.symlink(target, "real")
+                time.sleep(0.0001)
+                os.unlink("real")
+            except OSError:
+                for name in ("real", "parked"):
+                    try:
+                        os.unlink(name) if os.path.islink(name) else None
+                    except OSError:
+                        pass
+                if not os.path.isdir("parked") and not os.path.isdir("real"):
+                    os.mkdir("parked")
+    finally:
+        os._exit(0)
+
+
+@pytest.fixture
+def swapping(open_dir):
+    """`open_dir/theirs/real`, which nobody keeps swapping between a directory of theirs
+    and a symlink to `open_dir/rootonly`, a directory only root can enter."""
+    theirs = open_dir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
+    rootonly = open_dir / "rootonly"
+    rootonly.mkdir(mode=0o700)
+    victim = rootonly / "victim.conf"
+    victim.write_text("precious\n")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        _swap_for_ever(theirs, rootonly)
+    time.sleep(0.05)
+    try:
+        yield theirs / "real" / "victim.conf", rootonly
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _attempts(write, rounds: int) -> int:
+    """Call `write` `rounds` times; how many were written (the others were refused)."""
+    written = 0
+    for _ in range(rounds):
+        try:
+            write()
+            written += 1
+        except UsageError:
+            pass
+        except OSError as err:  # the directory vanished between two steps
+            assert err.errno in (errno.ENOENT, errno.ENOTDIR), err
+    return written
+
+
+@root_only
+def test_a_report_through_a_directory_swapped_for_a_symlink_stays_out_of_it(swapping):
+    path, rootonly = swapping
+
+    written = _attempts(lambda: write_atomically(path, "{}\n", "--report"), 3000)
+
+    assert written > 0  # the race was run, not refused from the start
+    assert (rootonly / "victim.conf").read_text() == "precious\n"
+    assert sorted(p.name for p in rootonly.iterdir()) == ["victim.conf"]
+
+
+@root_only
+def test_a_log_through_a_directory_swapped_for_a_symlink_stays_out_of_it(swapping):
+    path, rootonly = swapping
+
+    def write() -> None:
+        os.close(open_log(path))
+
+    written = _attempts(write, 3000)
+
+    assert written > 0
+    assert (rootonly / "victim.conf").read_text() == "precious\n"
+    assert sorted(p.name for p in rootonly.iterdir()) == ["victim.conf"]
