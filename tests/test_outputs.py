@@ -203,6 +203,77 @@ def test_a_fifo_nobody_reads_is_refused_instead_of_hanging(tmp_path):
     refused(proc, "no reader")
 
 
+@pytest.mark.parametrize("option", ["--report", "--junit"])
+def test_a_report_fifo_nobody_reads_is_refused_before_the_start(option, tmp_path):
+    """It used to be found only after the run, which then waited for a reader for ever."""
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    marker = tmp_path / "started"
+    proc = tiered_run(option, str(fifo), *marker_cmd(marker), cwd=tmp_path, timeout=30)
+    refused(proc, option, "no reader", "start the reader first")
+    assert not marker.exists()
+
+
+def _reader(fifo: Path, received: list[bytes] | None = None) -> threading.Thread:
+    """A reader like `jq . <fifo &`, started before tiered-run: reads it all, or (without
+    `received`) goes away at once."""
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:
+            if received is not None:
+                received.append(reader.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_report_may_be_a_fifo_with_a_reader(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = _reader(fifo, received)
+
+    proc = tiered_run("--report", str(fifo), "--", "sh", "-c", "sleep 0.3; exit 3", cwd=tmp_path)
+    reader.join(30)
+
+    assert proc.returncode == 3, proc.stderr
+    assert [json.loads(data)["exit_code"] for data in received] == [3]
+    assert fifo.exists() and stat.S_ISFIFO(fifo.lstat().st_mode)  # written through
+
+
+def test_a_report_fifo_whose_reader_went_away_is_a_warning_not_a_hang(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    reader = _reader(fifo)  # opens it when tiered-run checks it, and closes it again
+
+    proc = tiered_run(
+        "--timeout", "20", "--report", str(fifo), "--", "sh", "-c", "sleep 1; exit 3",
+        cwd=tmp_path, timeout=30,
+    )  # fmt: skip
+    reader.join(5)
+
+    assert proc.returncode == 3, proc.stderr  # the workload's own code stands
+    assert f"tiered-run: warning: --report {fifo}: not written (Broken pipe)" in proc.stderr
+
+
+def test_a_report_fifo_that_appeared_after_the_check_is_not_waited_for(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def unblock() -> None:  # a write that waits for a reader would wait for ever
+        if not done.wait(10):
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        with pytest.raises(UsageError, match="no reader"):
+            write_atomically(fifo, "{}\n", "--report")
+    finally:
+        done.set()
+
+
 @pytest.fixture
 def open_dir():
     """A temporary directory every user can walk through (pytest's own are root's 0700)."""

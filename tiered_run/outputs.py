@@ -12,9 +12,10 @@ directory and renamed into place there, so a reader never sees half a report, an
 rename replaces a name, never writes through a symlink.
 
 Everything that can be checked is checked before anything starts (`check_output`), so a
-run is never wasted on a report that cannot be written; the log is opened before the
-workload is spawned. A report that cannot be written after the run raises OSError or
-UsageError, which the command turns into a warning: the run's exit code stands.
+run is never wasted on a report that cannot be written: a FIFO nobody reads is refused
+then, and the log is opened before the workload is spawned. A report that cannot be
+written after the run raises OSError or UsageError, which the command turns into a
+warning: the run's exit code stands, and nothing waits for ever.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tiered_run.errors import UsageError
 from tiered_run.safepath import Opened, UnsafePath, open_parent, owner_name
 
 _KERNEL_TREES = ("/proc", "/sys")
+# Report FIFOs opened by `check_output`, by (device, inode), until their report is written.
+_held_fifos: dict[tuple[int, int], int] = {}
 
 
 class OutputKind(enum.Enum):
@@ -48,7 +51,11 @@ class OutputKind(enum.Enum):
 def check_output(
     path: str | Path | None, option: str, kind: OutputKind = OutputKind.REPORT
 ) -> None:
-    """Refuse, before anything runs, an output path that could not or must not be written."""
+    """Refuse, before anything runs, an output path that could not or must not be written.
+
+    A report FIFO is opened here, without blocking, and held until the report is written:
+    nobody reading it is refused now rather than found after the run, and the reader (say
+    `jq . <fifo`) does not see the end of its input before the report comes."""
     if path is None:
         return
     with _opened(path, option) as target:
@@ -61,7 +68,7 @@ def check_output(
             return
         mode = target.stat.st_mode
         _check_existing(path, option, kind, target.stat)
-        if kind is OutputKind.STREAM:
+        if kind is OutputKind.STREAM or stat.S_ISFIFO(mode):
             where, writable = target.path, _may_write(target.name, target.dir_fd)
         else:
             where, writable = target.directory, _may_write(".", target.dir_fd)
@@ -69,6 +76,10 @@ def check_output(
             raise UsageError(f"{option} {path}: {where} is not writable; choose another file")
         if kind is OutputKind.STREAM and stat.S_ISCHR(mode):
             os.close(_open_stream(target, option, path))
+        elif kind is OutputKind.REPORT and stat.S_ISFIFO(mode):
+            key = (target.stat.st_dev, target.stat.st_ino)
+            if key not in _held_fifos:
+                _held_fifos[key] = _open_fifo(target, option, path)
 
 
 def open_log(path: Path) -> int:
@@ -89,7 +100,7 @@ def write_atomically(path: Path, text: str, option: str) -> None:
     failure) removed relative to it, so none of it can be sent elsewhere by a directory on
     the way being swapped for a symlink in between.
 
-    Raises OSError when the file cannot take it (disk full),
+    Raises OSError when the file cannot take it (disk full, a FIFO's reader gone),
     UsageError when the path has become unsafe since it was checked.
     """
     with _opened(path, option) as target:
@@ -128,12 +139,18 @@ def _replace(target: Opened, data: bytes, mode: int) -> None:
 
 
 def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str) -> None:
-    """Wait for the FIFO's reader (a signal cannot make tiered-run give up the report, see
-    signals.finishing) and write the report through."""
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
-    fd = os.open(target.name, flags, dir_fd=target.dir_fd)
+    """Write the report through to the FIFO's reader: on the descriptor `check_output`
+    opened, or, for a FIFO that came later, one opened now without blocking. A reader that
+    is gone is an error (ENXIO, EPIPE), not a wait for ever; a reader that is there but
+    slow is waited for (a signal cannot make tiered-run give up the report, a second one
+    can: see signals.finishing)."""
+    assert target.stat is not None
+    fd = _held_fifos.pop((target.stat.st_dev, target.stat.st_ino), None)
+    if fd is None:
+        fd = _open_fifo(target, option, path)
     try:
         _check_existing(path, option, OutputKind.REPORT, os.fstat(fd))
+        os.set_blocking(fd, True)
         _write_all(fd, text.encode("utf-8", errors="surrogateescape"))
     finally:
         os.close(fd)
@@ -216,6 +233,20 @@ def _open_stream(target: Opened, option: str, path: str | Path) -> int:
         raise UsageError(
             f"{option} {path}: cannot be written ({err.strerror}); choose another file"
         ) from err
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_fifo(target: Opened, option: str, path: str | Path) -> int:
+    """A report FIFO's write end, left non-blocking until the report is written."""
+    fd = _open_nonblocking(target, 0, option, path)
+    try:
+        st = os.fstat(fd)
+        _check_existing(path, option, OutputKind.REPORT, st)
+        if not stat.S_ISFIFO(st.st_mode):
+            raise UsageError(f"{option} {path}: changed while it was checked; try again")
     except BaseException:
         os.close(fd)
         raise
