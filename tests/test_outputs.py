@@ -274,6 +274,57 @@ def test_a_report_fifo_that_appeared_after_the_check_is_not_waited_for(tmp_path)
         done.set()
 
 
+# -- two outputs on one file ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("--log", "--report"), ("--report", "--junit"), ("--log", "--junit")]
+)
+def test_two_outputs_on_one_file_are_refused(first, second, tmp_path):
+    """The second used to replace the first without a word."""
+    marker = tmp_path / "started"
+    out = tmp_path / "out"
+    proc = tiered_run(first, "out", second, str(out), *marker_cmd(marker), cwd=tmp_path)
+    refused(proc, f"{first} out and {second} {out} are the same file", "give each its own file")
+    assert not marker.exists()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("other", ["./r.json", "link.json", "hard.json"])
+def test_one_file_under_another_name_is_the_same_file(other, tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("old")
+    (tmp_path / "link.json").symlink_to("r.json")
+    os.link(report, tmp_path / "hard.json")
+    marker = tmp_path / "started"
+    proc = tiered_run("--report", "r.json", "--junit", other, *marker_cmd(marker), cwd=tmp_path)
+    refused(proc, "are the same file")
+    assert not marker.exists()
+    assert report.read_text() == "old"
+
+
+def test_ladder_and_demo_refuse_two_outputs_on_one_file(tmp_path):
+    marker = tmp_path / "started"
+    ladder = tmp_path / "l.toml"
+    ladder.write_text(f'[[step]]\nname = "one"\ncommand = "touch {marker}"\n')
+    for command in (["ladder", str(ladder)], ["demo"]):
+        proc = tiered_run(*command, "--report", "out", "--junit", "./out", cwd=tmp_path)
+        refused(proc, "--report out and --junit ./out are the same file")
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.toml"]
+
+
+def test_outputs_on_different_files_are_accepted(tmp_path):
+    proc = tiered_run(
+        "--log", "run.log", "--report", "r.json", "--junit", "j.xml", "--", "echo", "hi",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run.log").read_text() == "hi\n"
+    assert json.loads((tmp_path / "r.json").read_text())["exit_code"] == 0
+    assert (tmp_path / "j.xml").read_text().startswith("<?xml")
+
+
 @pytest.fixture
 def open_dir():
     """A temporary directory every user can walk through (pytest's own are root's 0700)."""

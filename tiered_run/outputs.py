@@ -11,11 +11,11 @@ refused when it belongs to someone else. Reports are written to a temporary file
 directory and renamed into place there, so a reader never sees half a report, and a
 rename replaces a name, never writes through a symlink.
 
-Everything that can be checked is checked before anything starts (`check_output`), so a
-run is never wasted on a report that cannot be written: a FIFO nobody reads is refused
-then, and the log is opened before the workload is spawned. A report that cannot be
-written after the run raises OSError or UsageError, which the command turns into a
-warning: the run's exit code stands, and nothing waits for ever.
+Everything that can be checked is checked before anything starts (`check_output`,
+`check_distinct`), so a run is never wasted on a report that cannot be written: a FIFO
+nobody reads is refused then, and the log is opened before the workload is spawned. A
+report that cannot be written after the run raises OSError or UsageError, which the
+command turns into a warning: the run's exit code stands, and nothing waits for ever.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import enum
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +80,29 @@ def check_output(
             key = (target.stat.st_dev, target.stat.st_ino)
             if key not in _held_fifos:
                 _held_fifos[key] = _open_fifo(target, option, path)
+
+
+def check_distinct(outputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuse two of (option, path) that name one file: the second would replace the first,
+    or be mixed into it. Compared where they lead (the directory, as a device and inode,
+    and the name), and by device and inode where the file exists, so that `r.json`,
+    `./r.json`, a symlink to it and a hard link of it are all the same file."""
+    seen: dict[tuple[object, ...], str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        with _opened(path, option) as target:
+            directory = os.fstat(target.dir_fd)
+            keys: list[tuple[object, ...]] = [(directory.st_dev, directory.st_ino, target.name)]
+            if target.stat is not None:
+                keys.append((target.stat.st_dev, target.stat.st_ino))
+        for key in keys:
+            if key in seen:
+                raise UsageError(
+                    f"{seen[key]} and {option} {path} are the same file, so one would "
+                    "replace the other; give each its own file"
+                )
+        seen.update(dict.fromkeys(keys, f"{option} {path}"))
 
 
 def open_log(path: Path) -> int:
