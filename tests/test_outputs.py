@@ -4,21 +4,24 @@ before the workload starts (exit 125, one line)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from workloads import PY
 
 from tiered_run.errors import UsageError
-from tiered_run.outputs import OutputKind, check_output, write_atomically
+from tiered_run.outputs import OutputKind, check_output, open_log, write_atomically
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")
@@ -26,13 +29,13 @@ OPTIONS = ("--log", "--report", "--junit")
 root_only = pytest.mark.skipif(not IS_ROOT, reason="the attacks are on a root tiered-run")
 
 
-def tiered_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def tiered_run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "tiered_run", "-q", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -200,6 +203,128 @@ def test_a_fifo_nobody_reads_is_refused_instead_of_hanging(tmp_path):
     refused(proc, "no reader")
 
 
+@pytest.mark.parametrize("option", ["--report", "--junit"])
+def test_a_report_fifo_nobody_reads_is_refused_before_the_start(option, tmp_path):
+    """It used to be found only after the run, which then waited for a reader for ever."""
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    marker = tmp_path / "started"
+    proc = tiered_run(option, str(fifo), *marker_cmd(marker), cwd=tmp_path, timeout=30)
+    refused(proc, option, "no reader", "start the reader first")
+    assert not marker.exists()
+
+
+def _reader(fifo: Path, received: list[bytes] | None = None) -> threading.Thread:
+    """A reader like `jq . <fifo &`, started before tiered-run: reads it all, or (without
+    `received`) goes away at once."""
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:
+            if received is not None:
+                received.append(reader.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_report_may_be_a_fifo_with_a_reader(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = _reader(fifo, received)
+
+    proc = tiered_run("--report", str(fifo), "--", "sh", "-c", "sleep 0.3; exit 3", cwd=tmp_path)
+    reader.join(30)
+
+    assert proc.returncode == 3, proc.stderr
+    assert [json.loads(data)["exit_code"] for data in received] == [3]
+    assert fifo.exists() and stat.S_ISFIFO(fifo.lstat().st_mode)  # written through
+
+
+def test_a_report_fifo_whose_reader_went_away_is_a_warning_not_a_hang(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    reader = _reader(fifo)  # opens it when tiered-run checks it, and closes it again
+
+    proc = tiered_run(
+        "--timeout", "20", "--report", str(fifo), "--", "sh", "-c", "sleep 1; exit 3",
+        cwd=tmp_path, timeout=30,
+    )  # fmt: skip
+    reader.join(5)
+
+    assert proc.returncode == 3, proc.stderr  # the workload's own code stands
+    assert f"tiered-run: warning: --report {fifo}: not written (Broken pipe)" in proc.stderr
+
+
+def test_a_report_fifo_that_appeared_after_the_check_is_not_waited_for(tmp_path):
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def unblock() -> None:  # a write that waits for a reader would wait for ever
+        if not done.wait(10):
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        with pytest.raises(UsageError, match="no reader"):
+            write_atomically(fifo, "{}\n", "--report")
+    finally:
+        done.set()
+
+
+# -- two outputs on one file ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("--log", "--report"), ("--report", "--junit"), ("--log", "--junit")]
+)
+def test_two_outputs_on_one_file_are_refused(first, second, tmp_path):
+    """The second used to replace the first without a word."""
+    marker = tmp_path / "started"
+    out = tmp_path / "out"
+    proc = tiered_run(first, "out", second, str(out), *marker_cmd(marker), cwd=tmp_path)
+    refused(proc, f"{first} out and {second} {out} are the same file", "give each its own file")
+    assert not marker.exists()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("other", ["./r.json", "link.json", "hard.json"])
+def test_one_file_under_another_name_is_the_same_file(other, tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("old")
+    (tmp_path / "link.json").symlink_to("r.json")
+    os.link(report, tmp_path / "hard.json")
+    marker = tmp_path / "started"
+    proc = tiered_run("--report", "r.json", "--junit", other, *marker_cmd(marker), cwd=tmp_path)
+    refused(proc, "are the same file")
+    assert not marker.exists()
+    assert report.read_text() == "old"
+
+
+def test_ladder_and_demo_refuse_two_outputs_on_one_file(tmp_path):
+    marker = tmp_path / "started"
+    ladder = tmp_path / "l.toml"
+    ladder.write_text(f'[[step]]\nname = "one"\ncommand = "touch {marker}"\n')
+    for command in (["ladder", str(ladder)], ["demo"]):
+        proc = tiered_run(*command, "--report", "out", "--junit", "./out", cwd=tmp_path)
+        refused(proc, "--report out and --junit ./out are the same file")
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.toml"]
+
+
+def test_outputs_on_different_files_are_accepted(tmp_path):
+    proc = tiered_run(
+        "--log", "run.log", "--report", "r.json", "--junit", "j.xml", "--", "echo", "hi",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run.log").read_text() == "hi\n"
+    assert json.loads((tmp_path / "r.json").read_text())["exit_code"] == 0
+    assert (tmp_path / "j.xml").read_text().startswith("<?xml")
+
+
 @pytest.fixture
 def open_dir():
     """A temporary directory every user can walk through (pytest's own are root's 0700)."""
@@ -255,6 +380,23 @@ def test_new_report_gets_the_mode_a_plain_open_would_give(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.xml", "r.json"]
 
 
+def test_a_report_keeps_its_permissions_but_never_set_id_bits(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("old")
+    report.chmod(0o6750)
+
+    write_atomically(report, "{}\n", "--report")
+
+    assert stat.S_IMODE(report.stat().st_mode) == 0o750
+
+
+def test_a_report_with_a_name_as_long_as_a_name_can_be(tmp_path):
+    """The temporary name used to be the name plus 14 characters: past NAME_MAX."""
+    report = tmp_path / ("r" * 250)
+    write_atomically(report, "{}\n", "--report")
+    assert [p.name for p in tmp_path.iterdir()] == [report.name]
+
+
 def test_a_report_that_cannot_be_written_after_the_run_is_a_warning(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -270,3 +412,95 @@ def test_check_output_kinds_accept_what_they_can_write(tmp_path):
     with pytest.raises(UsageError, match="not a regular file"):
         check_output("/dev/null", "--report", OutputKind.REPORT)
     check_output(tmp_path / "new.json", "--report")
+
+
+# -- a directory swapped for a symlink while tiered-run writes --------------------------
+
+
+def _swap_for_ever(directory: Path, target: Path) -> None:  # pragma: no cover - forked child
+    """As nobody: make `directory/real` a real directory, then a symlink to `target`, again
+    and again, as fast as the kernel lets us."""
+    try:
+        os.setgid(NOBODY.pw_gid)
+        os.setuid(NOBODY.pw_uid)
+        os.chdir(directory)
+        os.mkdir("parked")
+        while True:
+            try:
+                os.rename("parked", "real")
+                time.sleep(0.0001)
+                os.rename("real", "parked")
+                os.symlink(target, "real")
+                time.sleep(0.0001)
+                os.unlink("real")
+            except OSError:
+                for name in ("real", "parked"):
+                    try:
+                        os.unlink(name) if os.path.islink(name) else None
+                    except OSError:
+                        pass
+                if not os.path.isdir("parked") and not os.path.isdir("real"):
+                    os.mkdir("parked")
+    finally:
+        os._exit(0)
+
+
+@pytest.fixture
+def swapping(open_dir):
+    """`open_dir/theirs/real`, which nobody keeps swapping between a directory of theirs
+    and a symlink to `open_dir/rootonly`, a directory only root can enter."""
+    theirs = open_dir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
+    rootonly = open_dir / "rootonly"
+    rootonly.mkdir(mode=0o700)
+    victim = rootonly / "victim.conf"
+    victim.write_text("precious\n")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        _swap_for_ever(theirs, rootonly)
+    time.sleep(0.05)
+    try:
+        yield theirs / "real" / "victim.conf", rootonly
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _attempts(write, rounds: int) -> int:
+    """Call `write` `rounds` times; how many were written (the others were refused)."""
+    written = 0
+    for _ in range(rounds):
+        try:
+            write()
+            written += 1
+        except UsageError:
+            pass
+        except OSError as err:  # the directory vanished between two steps
+            assert err.errno in (errno.ENOENT, errno.ENOTDIR), err
+    return written
+
+
+@root_only
+def test_a_report_through_a_directory_swapped_for_a_symlink_stays_out_of_it(swapping):
+    path, rootonly = swapping
+
+    written = _attempts(lambda: write_atomically(path, "{}\n", "--report"), 3000)
+
+    assert written > 0  # the race was run, not refused from the start
+    assert (rootonly / "victim.conf").read_text() == "precious\n"
+    assert sorted(p.name for p in rootonly.iterdir()) == ["victim.conf"]
+
+
+@root_only
+def test_a_log_through_a_directory_swapped_for_a_symlink_stays_out_of_it(swapping):
+    path, rootonly = swapping
+
+    def write() -> None:
+        os.close(open_log(path))
+
+    written = _attempts(write, 3000)
+
+    assert written > 0
+    assert (rootonly / "victim.conf").read_text() == "precious\n"
+    assert sorted(p.name for p in rootonly.iterdir()) == ["victim.conf"]

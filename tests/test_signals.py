@@ -3,6 +3,7 @@ during it, and while its report is being written; ignored ones stay ignored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,38 +51,68 @@ def test_signal_ignored_by_the_caller_stays_ignored(tmp_path):
 
 
 def test_signal_while_the_report_is_written_keeps_the_report_and_its_code(tmp_path):
-    """A report target that blocks (a FIFO nobody reads yet): a signal then used to kill
-    tiered-run with another exit status and lose the report."""
+    """A report target that blocks (a FIFO whose reader is there but does not read yet): a
+    signal then used to kill tiered-run with another exit status and lose the report."""
     fifo = tmp_path / "report.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    # The run is over once the workload is gone; tiered-run then waits for a reader.
-    assert wait_for(lambda: _blocked_in_open(proc.pid), within=20)
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with open(fifo) as reader:
-        data = json.loads(reader.read())
+    with _full_fifo(fifo) as (reader, filled):
+        proc = subprocess.Popen(
+            guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        # The run is over once the workload is gone; tiered-run then waits for room.
+        assert wait_for(lambda: _blocked_in(proc.pid, WRITE), within=20)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        received = _drain(reader, proc)
     assert proc.wait(timeout=30) == 3
+    data = json.loads(received[filled:])
     assert data["outcome"] == "exited" and data["exit_code"] == 3
 
 
 def test_second_signal_ends_a_blocked_report_write_with_the_runs_code(tmp_path):
     fifo = tmp_path / "report.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    assert wait_for(lambda: _blocked_in_open(proc.pid), within=20)
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 3
+    with _full_fifo(fifo):
+        proc = subprocess.Popen(
+            guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        assert wait_for(lambda: _blocked_in(proc.pid, WRITE), within=20)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 3
+
+
+@contextlib.contextmanager
+def _full_fifo(path):
+    """A FIFO with a reader (us) and no room left in it: (our descriptor, bytes in it)."""
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    filled = 0
+    try:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filled += os.write(fd, b" " * 4096)
+        yield fd, filled
+    finally:
+        os.close(fd)
+
+
+def _drain(fd: int, proc: subprocess.Popen) -> bytes:
+    """Everything in the FIFO until `proc` is done writing to it."""
+    data = b""
+    while True:
+        done = proc.poll() is not None
+        try:
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass
+        if done:
+            return data
+        time.sleep(0.01)
 
 
 def test_sigterm_between_ladder_steps_stops_the_ladder(tmp_path):
@@ -105,8 +136,8 @@ def test_sigterm_between_ladder_steps_stops_the_ladder(tmp_path):
     assert data["outcome"] == "interrupted"
 
 
-def _blocked_in_open(pid: int) -> bool:
-    """The main thread of `pid` waits in the kernel to open a file (a FIFO with no reader)."""
+def _blocked_in(pid: int, syscall: int) -> bool:
+    """The main thread of `pid` waits in the kernel in `syscall`."""
     try:
         with open(f"/proc/{pid}/syscall") as handle:
             number = handle.read().split()[0]
@@ -114,7 +145,7 @@ def _blocked_in_open(pid: int) -> bool:
             state = handle.read().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
         return False
-    return state == "S" and number == str(OPENAT)
+    return state == "S" and number == str(syscall)
 
 
-OPENAT = 257 if os.uname().machine == "x86_64" else 56  # aarch64
+WRITE = 1 if os.uname().machine == "x86_64" else 64  # aarch64

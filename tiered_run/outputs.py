@@ -2,17 +2,20 @@
 
 tiered-run usually runs as root, so a path it is given may be a trap: a symlink another
 user planted (`/tmp/x.log -> /etc/important.conf`), a file another user created to read
-the workload's output, a hard link to a file of root's. Every path is therefore walked
-with `safepath.resolve` (no symlink followed where another user could have planted it),
-opened with O_NOFOLLOW and O_CLOEXEC, and refused when the file there belongs to someone
-else. Reports are written to a temporary file in the same directory and renamed into
-place, so a reader never sees half a report, and a rename replaces a name, never writes
-through a symlink.
+the workload's output, a hard link to a file of root's, or a directory of theirs on the
+way that they swap for a symlink between our check and our write. Every path is therefore
+walked with `safepath.open_parent` (no symlink followed where another user could have
+planted it), and everything after that is done relative to the directory it holds open:
+the file is opened there with O_NOFOLLOW and O_CLOEXEC, checked on its descriptor, and
+refused when it belongs to someone else. Reports are written to a temporary file in that
+directory and renamed into place there, so a reader never sees half a report, and a
+rename replaces a name, never writes through a symlink.
 
-Everything that can be checked is checked before anything starts (`check_output`), so a
-run is never wasted on a report that cannot be written; the log is opened before the
-workload is spawned. A report that cannot be written after the run raises OSError or
-UsageError, which the command turns into a warning: the run's exit code stands.
+Everything that can be checked is checked before anything starts (`check_output`,
+`check_distinct`), so a run is never wasted on a report that cannot be written: a FIFO
+nobody reads is refused then, and the log is opened before the workload is spawned. A
+report that cannot be written after the run raises OSError or UsageError, which the
+command turns into a warning: the run's exit code stands, and nothing waits for ever.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ import enum
 import errno
 import os
 import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tiered_run.errors import UsageError
-from tiered_run.safepath import Resolved, UnsafePath, owner_name, resolve
+from tiered_run.safepath import Opened, UnsafePath, open_parent, owner_name
 
 _KERNEL_TREES = ("/proc", "/sys")
+# Report FIFOs opened by `check_output`, by (device, inode), until their report is written.
+_held_fifos: dict[tuple[int, int], int] = {}
 
 
 class OutputKind(enum.Enum):
@@ -44,100 +51,165 @@ class OutputKind(enum.Enum):
 def check_output(
     path: str | Path | None, option: str, kind: OutputKind = OutputKind.REPORT
 ) -> None:
-    """Refuse, before anything runs, an output path that could not or must not be written."""
+    """Refuse, before anything runs, an output path that could not or must not be written.
+
+    A report FIFO is opened here, without blocking, and held until the report is written:
+    nobody reading it is refused now rather than found after the run, and the reader (say
+    `jq . <fifo`) does not see the end of its input before the report comes."""
     if path is None:
         return
-    target = _resolve(path, option)
-    if target.stat is None:
-        if not os.access(target.directory, os.W_OK | os.X_OK):
-            raise UsageError(
-                f"{option} {path}: cannot create files in {target.directory}; "
-                "choose a writable directory"
-            )
-        return
-    _check_existing(path, option, kind, target.stat)
-    writable = target.path if kind is OutputKind.STREAM else target.directory
-    if not os.access(writable, os.W_OK):
-        raise UsageError(f"{option} {path}: {writable} is not writable; choose another file")
-    if kind is OutputKind.STREAM and stat.S_ISCHR(target.stat.st_mode):
-        fd = _open_stream(target, option, path)
-        os.close(fd)
+    with _opened(path, option) as target:
+        if target.stat is None:
+            if not os.access(".", os.W_OK | os.X_OK, dir_fd=target.dir_fd):
+                raise UsageError(
+                    f"{option} {path}: cannot create files in {target.directory}; "
+                    "choose a writable directory"
+                )
+            return
+        mode = target.stat.st_mode
+        _check_existing(path, option, kind, target.stat)
+        if kind is OutputKind.STREAM or stat.S_ISFIFO(mode):
+            where, writable = target.path, _may_write(target.name, target.dir_fd)
+        else:
+            where, writable = target.directory, _may_write(".", target.dir_fd)
+        if not writable:
+            raise UsageError(f"{option} {path}: {where} is not writable; choose another file")
+        if kind is OutputKind.STREAM and stat.S_ISCHR(mode):
+            os.close(_open_stream(target, option, path))
+        elif kind is OutputKind.REPORT and stat.S_ISFIFO(mode):
+            key = (target.stat.st_dev, target.stat.st_ino)
+            if key not in _held_fifos:
+                _held_fifos[key] = _open_fifo(target, option, path)
+
+
+def check_distinct(outputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuse two of (option, path) that name one file: the second would replace the first,
+    or be mixed into it. Compared where they lead (the directory, as a device and inode,
+    and the name), and by device and inode where the file exists, so that `r.json`,
+    `./r.json`, a symlink to it and a hard link of it are all the same file."""
+    seen: dict[tuple[object, ...], str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        with _opened(path, option) as target:
+            directory = os.fstat(target.dir_fd)
+            keys: list[tuple[object, ...]] = [(directory.st_dev, directory.st_ino, target.name)]
+            if target.stat is not None:
+                keys.append((target.stat.st_dev, target.stat.st_ino))
+        for key in keys:
+            if key in seen:
+                raise UsageError(
+                    f"{seen[key]} and {option} {path} are the same file, so one would "
+                    "replace the other; give each its own file"
+                )
+        seen.update(dict.fromkeys(keys, f"{option} {path}"))
 
 
 def open_log(path: Path) -> int:
     """A descriptor for `--log`, truncated if it is a regular file; refused (UsageError)
     when the path is unsafe or cannot be opened. Checked again here: the path may have
     changed since `check_output`."""
-    target = _resolve(path, "--log")
-    if target.stat is not None:
-        _check_existing(path, "--log", OutputKind.STREAM, target.stat)
-    return _open_stream(target, "--log", path)
+    with _opened(path, "--log") as target:
+        if target.stat is not None:
+            _check_existing(path, "--log", OutputKind.STREAM, target.stat)
+        return _open_stream(target, "--log", path)
 
 
 def write_atomically(path: Path, text: str, option: str) -> None:
     """Write a finished report under a temporary name in the same directory, then rename
     it over `path`: a reader sees the old report or the new one, never half of one.
 
-    Raises OSError when the file cannot take it (disk full), UsageError when the path has
-    become unsafe since it was checked.
+    The directory is walked once and held; the temporary file is created, renamed and (on
+    failure) removed relative to it, so none of it can be sent elsewhere by a directory on
+    the way being swapped for a symlink in between.
+
+    Raises OSError when the file cannot take it (disk full, a FIFO's reader gone),
+    UsageError when the path has become unsafe since it was checked.
     """
-    target = _resolve(path, option)
-    mode = 0o666 & ~_umask()
-    if target.stat is not None:
-        _check_existing(path, option, OutputKind.REPORT, target.stat)
-        mode = stat.S_IMODE(target.stat.st_mode)
-        if stat.S_ISFIFO(target.stat.st_mode):
-            _write_to_fifo(target, path, option, text)
-            return
-    temporary = os.path.join(target.directory, f".{target.name}.{os.urandom(4).hex()}.tmp")
+    with _opened(path, option) as target:
+        mode = 0o666 & ~_umask()
+        if target.stat is not None:
+            _check_existing(path, option, OutputKind.REPORT, target.stat)
+            if stat.S_ISFIFO(target.stat.st_mode):
+                _write_to_fifo(target, path, option, text)
+                return
+            # The old report's permissions, never its set-id bits.
+            mode = stat.S_IMODE(target.stat.st_mode) & 0o777
+        _replace(target, text.encode("utf-8", errors="surrogateescape"), mode)
+
+
+def _replace(target: Opened, data: bytes, mode: int) -> None:
+    directory = target.dir_fd
+    # The name shortened, so that the temporary name stays within NAME_MAX (255 bytes).
+    stem = os.fsdecode(os.fsencode(target.name)[:64])
+    temporary = f".{stem}.{os.urandom(4).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, 0o600)
+    fd = os.open(temporary, flags, 0o600, dir_fd=directory)
     try:
         try:
-            data = text.encode("utf-8", errors="surrogateescape")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(temporary, target.path)
+        os.rename(temporary, target.name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
         try:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=directory)
         except OSError:
             pass
         raise
 
 
-def _write_to_fifo(target: Resolved, path: str | Path, option: str, text: str) -> None:
-    """Wait for the FIFO's reader (a signal cannot make tiered-run give up the report, see
-    signals.finishing) and write the report through."""
-    fd = os.open(target.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str) -> None:
+    """Write the report through to the FIFO's reader: on the descriptor `check_output`
+    opened, or, for a FIFO that came later, one opened now without blocking. A reader that
+    is gone is an error (ENXIO, EPIPE), not a wait for ever; a reader that is there but
+    slow is waited for (a signal cannot make tiered-run give up the report, a second one
+    can: see signals.finishing)."""
+    assert target.stat is not None
+    fd = _held_fifos.pop((target.stat.st_dev, target.stat.st_ino), None)
+    if fd is None:
+        fd = _open_fifo(target, option, path)
     try:
         _check_existing(path, option, OutputKind.REPORT, os.fstat(fd))
-        view = memoryview(text.encode("utf-8", errors="surrogateescape"))
-        while view:
-            view = view[os.write(fd, view) :]
+        os.set_blocking(fd, True)
+        _write_all(fd, text.encode("utf-8", errors="surrogateescape"))
     finally:
         os.close(fd)
 
 
-def _resolve(path: str | Path, option: str) -> Resolved:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _may_write(name: str, dir_fd: int) -> bool:
+    """access(2) on `name` in `dir_fd`, not following a symlink, as the real user."""
+    return os.access(name, os.W_OK, dir_fd=dir_fd, follow_symlinks=False)
+
+
+@contextmanager
+def _opened(path: str | Path, option: str) -> Iterator[Opened]:
+    """The directory `path` leads to, held open for the block (see safepath.open_parent)."""
     text = os.fsdecode(path)
     if not text:
         raise UsageError(f"{option}: empty file name; give a file, e.g. {option} run.out")
     try:
-        target = resolve(text)
+        target = open_parent(text)
     except UnsafePath as err:
         raise UsageError(f"{option} {text}: {err}; choose another path") from None
-    if any(target.path == tree or target.path.startswith(tree + "/") for tree in _KERNEL_TREES):
-        hint = " (the output already goes to stdout)" if option == "--log" else ""
-        raise UsageError(
-            f"{option} {text}: {target.path} is a kernel interface, not a file{hint}; choose a file"
-        )
-    return target
+    try:
+        if any(target.path == tree or target.path.startswith(tree + "/") for tree in _KERNEL_TREES):
+            hint = " (the output already goes to stdout)" if option == "--log" else ""
+            raise UsageError(
+                f"{option} {text}: {target.path} is a kernel interface, not a file{hint}; "
+                "choose a file"
+            )
+        yield target
+    finally:
+        os.close(target.dir_fd)
 
 
 def _check_existing(path: str | Path, option: str, kind: OutputKind, st: os.stat_result) -> None:
@@ -167,20 +239,10 @@ def _check_existing(path: str | Path, option: str, kind: OutputKind, st: os.stat
         )
 
 
-def _open_stream(target: Resolved, option: str, path: str | Path) -> int:
+def _open_stream(target: Opened, option: str, path: str | Path) -> int:
     """Open for writing without following a symlink, without blocking on a FIFO that has
     no reader, and without truncating anything before it was checked."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-    try:
-        fd = os.open(target.path, flags, 0o644)
-    except OSError as err:
-        if err.errno == errno.ENXIO:  # a FIFO nobody reads
-            raise UsageError(
-                f"{option} {path}: a FIFO with no reader; start the reader first"
-            ) from err
-        raise UsageError(
-            f"{option} {path}: cannot open it ({err.strerror}); choose another file"
-        ) from err
+    fd = _open_nonblocking(target, os.O_CREAT, option, path)
     try:
         st = os.fstat(fd)
         _check_existing(path, option, OutputKind.STREAM, st)
@@ -198,6 +260,34 @@ def _open_stream(target: Resolved, option: str, path: str | Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _open_fifo(target: Opened, option: str, path: str | Path) -> int:
+    """A report FIFO's write end, left non-blocking until the report is written."""
+    fd = _open_nonblocking(target, 0, option, path)
+    try:
+        st = os.fstat(fd)
+        _check_existing(path, option, OutputKind.REPORT, st)
+        if not stat.S_ISFIFO(st.st_mode):
+            raise UsageError(f"{option} {path}: changed while it was checked; try again")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_nonblocking(target: Opened, create: int, option: str, path: str | Path) -> int:
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK | create
+    try:
+        return os.open(target.name, flags, 0o644, dir_fd=target.dir_fd)
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise UsageError(
+                f"{option} {path}: a FIFO with no reader; start the reader first"
+            ) from err
+        raise UsageError(
+            f"{option} {path}: cannot open it ({err.strerror}); choose another file"
+        ) from err
 
 
 def _umask() -> int:

@@ -11,8 +11,13 @@ is done here, one component at a time, with the rule applied to every symlink on
   (owned by root or by us, and not writable by group or others), or, in a sticky
   directory, when the link belongs to us or to the directory's owner, as the kernel does.
 
-The result is the real directory and name that the caller then opens with O_NOFOLLOW,
-so a symlink swapped in after the walk is refused by the kernel, not followed.
+The walk holds each directory open as it goes (`openat` style) and judges what it
+opened, not what a name pointed to a moment earlier: a path is a string another user can
+change between a check and a use, a descriptor is not. `open_parent` hands the last
+directory over as a descriptor, so that the caller opens, renames and removes relative to
+it (with O_NOFOLLOW for the name) and a directory of another user's swapped for a symlink
+after the walk changes nothing. `resolve` gives only the names, for messages and for
+checks that look again at what they open.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from collections import deque
 from dataclasses import dataclass
 
 _MAX_LINKS = 40  # the kernel's own limit (ELOOP)
+# A directory or entry held as a place, not opened for reading or writing: no permission
+# is needed on it, and opening a FIFO or device this way has no effect on it.
+_DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_ENTRY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafePath(Exception):
@@ -42,6 +51,14 @@ class Resolved:
     @property
     def path(self) -> str:
         return os.path.join(self.directory, self.name)
+
+
+@dataclass(frozen=True)
+class Opened(Resolved):
+    """A Resolved whose directory is held open: `dir_fd` is an O_PATH descriptor of the
+    directory the walk checked, for `os.open(name, dir_fd=...)` and the like."""
+
+    dir_fd: int
 
 
 def trusted_owners(euid: int | None = None) -> frozenset[int]:
@@ -98,8 +115,35 @@ def resolve(path: str, euid: int | None = None) -> Resolved:
     Raises UnsafePath for a symlink that must not be followed, a missing directory on the
     way, a component that is not a directory, or a loop.
     """
+    found = open_parent(path, euid)
+    os.close(found.dir_fd)
+    return Resolved(found.directory, found.name, found.stat)
+
+
+def open_parent(path: str, euid: int | None = None) -> Opened:
+    """`resolve`, holding on to the directory: the result's `dir_fd` (the caller's to
+    close) is the directory the walk checked, whatever is renamed or swapped on the way
+    afterwards, so what is then done relative to it happens there and nowhere else.
+
+    Each step opens the next name with O_PATH and O_NOFOLLOW and looks at what it got
+    (`fstat`), so the check and the step are one: a directory swapped for a symlink between
+    the two is seen as the symlink and judged as one. `..` goes back to the directory the
+    walk came through, as the kernel's lexical walk of a resolved path would.
+    """
     euid = os.geteuid() if euid is None else euid
-    current = "/" if path.startswith("/") else os.getcwd()
+    start = "/" if path.startswith("/") else os.getcwd()
+    # The directories walked through, innermost last: (real path, O_PATH descriptor).
+    stack = [(start, os.open("/" if start == "/" else ".", _DIRECTORY))]
+    try:
+        return _walk(path, stack, euid)
+    finally:
+        for _, fd in stack:
+            os.close(fd)
+
+
+def _walk(path: str, stack: list[tuple[str, int]], euid: int) -> Opened:
+    """The walk itself; the descriptor it returns is taken off `stack`, the rest the
+    caller closes."""
     parts = deque(path.split("/"))
     links = 0
     while parts:
@@ -107,37 +151,72 @@ def resolve(path: str, euid: int | None = None) -> Resolved:
         if part in ("", "."):
             continue
         if part == "..":
-            current = os.path.dirname(current) or "/"
+            _up(stack)
             continue
+        current, dir_fd = stack[-1]
         candidate = os.path.join(current, part)
         last = not any(p not in ("", ".") for p in parts)
+        final = last and "" not in parts  # a trailing slash asks for a directory
         try:
-            st = os.lstat(candidate)
+            fd = os.open(part, _ENTRY, dir_fd=dir_fd)
         except FileNotFoundError:
-            if last:
-                return Resolved(current, part, None)
+            if final:
+                stack.pop()
+                return Opened(current, part, None, dir_fd)
             raise UnsafePath(f"directory {candidate} does not exist") from None
         except OSError as err:
             raise UnsafePath(f"cannot look at {candidate} ({err.strerror})") from None
-        if stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode) and not final:
+                stack.append((candidate, fd))
+                fd = -1
+                continue
+            # The very link that is judged below, not whatever the name holds by then.
+            link = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if link is not None:
             links += 1
             if links > _MAX_LINKS:
                 raise UnsafePath(f"too many levels of symlinks at {candidate}")
-            problem = follow_problem(candidate, st, os.stat(current), euid)
+            problem = follow_problem(candidate, st, os.fstat(dir_fd), euid)
             if problem is not None:
                 raise UnsafePath(f"{candidate}: not followed: {problem}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = "/"
-            parts.extendleft(reversed(target.split("/")))
+            if link.startswith("/"):
+                _restart(stack)
+            parts.extendleft(reversed(link.split("/")))
             continue
-        if last and not any(p == "" for p in parts):
-            return Resolved(current, part, st)
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"{candidate} is not a directory")
-        current = candidate
-    # The path ends at a directory ("/", "..", or a trailing slash).
-    return Resolved(os.path.dirname(current) or "/", os.path.basename(current), os.lstat(current))
+        if final:
+            stack.pop()
+            return Opened(current, part, st, dir_fd)
+        raise UnsafePath(f"{candidate} is not a directory")
+    # The path ends at a directory ("/", "..", or a trailing slash): its parent and name.
+    current, dir_fd = stack[-1]
+    st = os.fstat(dir_fd)
+    if len(stack) == 1:  # where the walk began: its parent is opened now
+        stack.insert(0, (os.path.dirname(current) or "/", os.open("..", _DIRECTORY, dir_fd=dir_fd)))
+    return Opened(os.path.dirname(current) or "/", os.path.basename(current), st, stack.pop(-2)[1])
+
+
+def _up(stack: list[tuple[str, int]]) -> None:
+    """`..`: back to the directory the walk came from; above where it began, the parent."""
+    if len(stack) > 1:
+        os.close(stack.pop()[1])
+        return
+    current, fd = stack[0]
+    if current != "/":
+        stack[0] = (os.path.dirname(current) or "/", os.open("..", _DIRECTORY, dir_fd=fd))
+        os.close(fd)
+
+
+def _restart(stack: list[tuple[str, int]]) -> None:
+    """An absolute symlink: the walk goes on from /."""
+    root = os.open("/", _DIRECTORY)
+    for _, fd in stack:
+        os.close(fd)
+    stack[:] = [("/", root)]
 
 
 def ancestors(directory: str) -> list[str]:

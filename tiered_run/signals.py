@@ -138,7 +138,8 @@ def claimed() -> bool:
 def finishing(exit_code: int) -> Iterator[None]:
     """While a result is being written: a first signal is noted and the writing goes on, so
     the report is not lost; a second one exits at once with the result's own code (a report
-    target that blocks for ever, such as a FIFO nobody reads, cannot hold tiered-run)."""
+    target that blocks for ever, such as a FIFO whose reader never reads, cannot hold
+    tiered-run)."""
     seen = 0
 
     def second_ends(_received: Received) -> None:

@@ -16,7 +16,7 @@ from tiered_run import streams
 from tiered_run.backends import CHOICES
 from tiered_run.errors import UsageError
 from tiered_run.identity import LOGIN_NAMES
-from tiered_run.outputs import OutputKind, check_output, write_atomically
+from tiered_run.outputs import OutputKind, check_distinct, check_output, write_atomically
 from tiered_run.plan import DEFAULT_INTERVAL
 from tiered_run.report import Event
 from tiered_run.spec import OnLoad, RunSpec
@@ -223,10 +223,13 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def check_outputs(
     report_path: str | None, junit_path: str | None = None, log_path: str | None = None
 ) -> None:
-    """Check the --report (unless stdout), --junit and --log files before anything runs."""
-    check_output(report_path if report_path != "-" else None, "--report")
+    """Check the --report (unless stdout), --junit and --log files before anything runs,
+    each on its own and then against each other: on one file, one would replace the other."""
+    report = report_path if report_path != "-" else None
+    check_output(report, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
+    check_distinct([("--log", log_path), ("--report", report), ("--junit", junit_path)])
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
