@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from tiered_run.backends import select_backend
@@ -61,6 +62,7 @@ class Supervisor:
         self.run_id = new_run_id()
         self._signum: int | None = None
         self._monitor: Monitor | None = None
+        self.warnings: list[str] = []  # cleanup trouble: the result stands
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signum = self._signum or signum
@@ -76,7 +78,8 @@ class Supervisor:
     def run(self) -> RunReport:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED_SIGNALS}
         try:
-            return self._run()
+            report = self._run()
+            return replace(report, warnings=(*report.warnings, *self.warnings))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -144,6 +147,8 @@ class Supervisor:
                 if tee is not None:
                     tee.close()
                 backend.remove()
+            except BackendError as err:
+                self.warnings.append(f"cleanup: {err}; the next start retries")
             finally:
                 host.close()
                 if sentinel is not None:

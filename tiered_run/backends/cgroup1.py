@@ -2,7 +2,9 @@
 
 cgroupspy handles the files it knows (cpuset, memory, cpuacct); pids and freezer are
 plain files. On hybrid machines the controller-less cgroup2 mount is joined too: it
-gives a race-free `cgroup.kill`, `cgroup.freeze` and an exact list of the tree.
+gives a race-free `cgroup.kill` of the whole subtree, `cgroup.freeze` and an exact list of
+the tree. Without it, the freezer (which freezes descendants too) stops forks while every
+process of the subtree is killed.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ from pathlib import Path
 from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
-from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.base import Backend, Capability, CleanupError, Usage
 from tiered_run.backends.cgroupfs import (
     PREFIX,
+    REMOVE_WAIT_S,
     CgroupDir,
     Mount,
     is_alive,
     kill_until_empty,
     own_cgroups,
     own_dir,
-    stale_dirs,
     system_mounts,
 )
+from tiered_run.backends.ownership import Owned, claim
+from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.heldfiles import HeldFiles
 from tiered_run.spec import Limits
@@ -71,12 +75,15 @@ class Cgroup1Backend(Backend):
     name = "cgroup1"
 
     def __init__(
-        self, mounts: list[Mount] | None = None, own: dict[str, str] | None = None
+        self,
+        mounts: list[Mount] | None = None,
+        own: dict[str, str] | None = None,
     ) -> None:
         self._parents, self._unified_parent = _parents(
             system_mounts() if mounts is None else mounts, own_cgroups() if own is None else own
         )
         self._dirs: dict[str, CgroupDir] = {}
+        self._owned: list[Owned] = []
         self._counters: dict[str, HeldFiles] | None = None
         self._kill_file = False
         self.capabilities = _V1_CAPABILITIES
@@ -111,7 +118,7 @@ class Cgroup1Backend(Backend):
         if self._unified_parent is not None:
             groups["unified"] = CgroupDir(self._unified_parent / name)
         for key, group in groups.items():
-            group.mkdir()
+            self._owned.append(claim(group.path))
             self._dirs[key] = group
         self._kill_file = "unified" in groups and (groups["unified"].path / "cgroup.kill").exists()
         if self._kill_file:
@@ -144,7 +151,7 @@ class Cgroup1Backend(Backend):
             group.attach_self()
 
     def started(self, pid: int) -> None:
-        if pid not in self._dirs["pids"].procs() and is_alive(pid):
+        if pid not in self._dirs["pids"].tree_procs() and is_alive(pid):
             raise BackendError(
                 f"the workload (pid {pid}) did not land in {self._dirs['pids'].path}"
             )
@@ -170,31 +177,36 @@ class Cgroup1Backend(Backend):
         )
 
     def pids(self) -> list[int]:
-        return self._tree_dir().procs()
+        tree = self._tree_dir()
+        return tree.tree_procs() if tree is not None else []
 
-    def _tree_dir(self) -> CgroupDir:
-        return self._dirs.get("unified") or self._dirs["pids"]
+    def _tree_dir(self) -> CgroupDir | None:
+        return self._dirs.get("unified") or self._dirs.get("pids")
 
     # -- control --------------------------------------------------------------------------
 
     def kill(self, sig: int) -> None:
+        tree = self._tree_dir()
+        if tree is None:
+            return
         if sig != signal.SIGKILL:
-            self._tree_dir().signal_all(sig)
+            tree.signal_all(sig)
         elif self._kill_file:
-            kill_until_empty(self._dirs["unified"], via_kill_file=True)
+            kill_until_empty(tree, via_kill_file=True)
         else:
             self._freeze_kill()
 
     def _freeze_kill(self) -> None:
-        """Without cgroup.kill: freeze so nothing can fork, kill everything, thaw, repeat."""
+        """Without cgroup.kill: freeze so nothing can fork, kill everything, thaw, repeat.
+        The v1 freezer freezes the groups below too, and a frozen task dies once thawed."""
         deadline = time.monotonic() + 5
         freezer = self._dirs["freezer"]
-        while freezer.procs():
+        while freezer.tree_procs():
             self.freeze(True)
             freezer.signal_all(signal.SIGKILL)
             self.freeze(False)
             if time.monotonic() > deadline:
-                raise BackendError(f"processes in {freezer.path} survived SIGKILL")
+                raise CleanupError(freezer.path, "empty", None, "processes survived SIGKILL")
             time.sleep(0.005)
 
     def freeze(self, frozen: bool) -> None:
@@ -210,33 +222,33 @@ class Cgroup1Backend(Backend):
             time.sleep(0.002)
 
     def remove(self) -> None:
+        """Every hierarchy's subtree, deepest first, within one deadline; the locks are let
+        go even where removal failed, so that the next cleanup can take the leftovers."""
         for counters in (self._counters or {}).values():
             counters.close()
         self._counters = None
-        errors = []
+        deadline = time.monotonic() + REMOVE_WAIT_S
+        failed: list[CleanupError] = []
         for key, group in reversed(list(self._dirs.items())):
             try:
-                group.rmdir()
-            except BackendError as err:
-                errors.append(str(err))
+                group.remove_tree(deadline)
+            except CleanupError as err:
+                failed.append(err)
                 continue
             del self._dirs[key]
-        if errors:
-            raise BackendError("; ".join(errors))
+        for owned in self._owned:
+            owned.release()
+        self._owned = []
+        if failed:
+            first = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise CleanupError(first.path, first.operation, first.errno, f"{first.detail}{more}")
 
     def cleanup_stale(self) -> list[str]:
-        removed = []
         parents = list(self._parents.values())
         if self._unified_parent is not None:
-            parents.insert(0, self._unified_parent)
-        for parent in parents:
-            for path in stale_dirs(parent):
-                group = CgroupDir(path)
-                if group.procs():
-                    kill_until_empty(group, via_kill_file=(path / "cgroup.kill").exists())
-                group.rmdir()
-                removed.append(str(path))
-        return removed
+            parents.insert(0, self._unified_parent)  # its cgroup.kill empties the others too
+        return sweep(parents)
 
 
 def _node(path: Path) -> Node:
