@@ -62,7 +62,7 @@ class Supervisor:
         self.run_id = new_run_id()
         self._signum: int | None = None
         self._monitor: Monitor | None = None
-        self.warnings: list[str] = []  # cleanup trouble: the result stands
+        self.warnings: list[str] = []  # cleanup and watchdog trouble: the result stands
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signum = self._signum or signum
@@ -151,8 +151,8 @@ class Supervisor:
                 self.warnings.append(f"cleanup: {err}; the next start retries")
             finally:
                 host.close()
-                if sentinel is not None:
-                    sentinel.release()
+                if sentinel is not None and not sentinel.release():
+                    self.warnings.append("watchdog lost: it was killed during the run")
 
     def _end_leftovers(self, monitor: Monitor) -> int:
         """Processes still in the tree after the main one ended by itself: count, then kill."""

@@ -105,3 +105,8 @@ class Backend(ABC):
         """Kill and remove containers whose owner is positively gone; returns what was removed.
         Never raises and never waits long: what resists is left for the next start."""
         return []
+
+    def exclude(self, pid: int) -> None:
+        """`pid` is a helper of tiered-run's own (the watchdog), never part of the run; only a
+        backend that finds the tree by walking processes needs to know."""
+        return None
