@@ -1,8 +1,10 @@
 """A run is its whole cgroup subtree: nested runs and workloads that make cgroups of their own
-are killed and removed with it, and a cleanup that fails never loses the result."""
+are killed and removed with it, a cleanup that fails never loses the result, and a nested
+run reports the ceiling that was hit."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,14 +12,16 @@ import time
 
 import pytest
 from conftest import (
+    HAS_SYSTEMD,
     IS_ROOT,
     backend_params,
     gone,
     guard_argv,
     run_cli,
 )
-from workloads import PY
+from workloads import MEMORY_HOG, PY
 
+from tiered_run.backends import Cgroup2Backend
 from tiered_run.backends.cgroupfs import own_cgroups, system_mounts
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
@@ -207,6 +211,79 @@ def test_cleanup_that_fails_keeps_the_result_and_the_next_start_retries(
     finally:
         if not gone(escaped):
             os.kill(escaped, signal.SIGKILL)
+
+
+def _memory_skip(backend: str) -> None:
+    if backend == "cgroup2" and not HAS_SYSTEMD and Cgroup2Backend.missing_controllers():
+        pytest.skip("cgroup2 here has no memory controller: no kernel OOM to attribute")
+
+
+@pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "cgroup2"))
+def test_oom_at_the_outer_ceiling_is_reported_by_both_runs(backend, tmp_path):
+    _memory_skip(backend)
+    inner_report = tmp_path / "inner.json"
+    inner = inner_argv(backend, "--memory", "1G", "--report", str(inner_report))
+    # A long outer interval: the outer run notices the OOM in its final sample, after the
+    # inner run has written its report, instead of ending the inner run first.
+    result = run_cli(
+        "--backend",
+        backend,
+        "--memory",
+        "300M",
+        "--interval",
+        "30",
+        "--timeout",
+        "60",
+        "--",
+        *inner,
+        "--",
+        PY,
+        "-c",
+        MEMORY_HOG,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 122, result.stderr
+    outer = result.report
+    assert outer["outcome"] == "memory"
+    assert "at the 300.0 MiB ceiling" in outer["message"]
+    if not inner_report.exists():
+        # cgroup v2: memory.oom.group kills the whole outer group, the inner run included.
+        assert backend != "cgroup1", "the inner run wrote no report"
+        return
+    data = json.loads(inner_report.read_text())
+    assert data["outcome"] == "memory"
+    assert data["exit_code"] == 122
+    assert "enclosing cgroup" in data["message"], data["message"]
+    assert "not at this run's 1.0 GiB" in data["message"]
+
+
+@pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "cgroup2"))
+def test_oom_at_the_inner_ceiling_is_the_inner_runs_outcome(backend, tmp_path):
+    _memory_skip(backend)
+    inner_report = tmp_path / "inner.json"
+    inner = inner_argv(backend, "--memory", "300M", "--report", str(inner_report))
+    result = run_cli(
+        "--backend",
+        backend,
+        "--memory",
+        "1G",
+        "--timeout",
+        "60",
+        "--",
+        *inner,
+        "--",
+        PY,
+        "-c",
+        MEMORY_HOG,
+        tmp_path=tmp_path,
+    )
+    data = json.loads(inner_report.read_text())
+    assert data["outcome"] == "memory"
+    assert "at the 300.0 MiB ceiling" in data["message"]
+    # The outer ceiling was not hit: the nested run's exit code is the outer workload's own.
+    assert result.returncode == 122, result.stderr
+    assert result.report["outcome"] == "exited"
+    assert result.report["message"] == "exited with code 122"
 
 
 @pytest.mark.parametrize("backend", CGROUP_BACKENDS)

@@ -25,9 +25,30 @@ class Capability(enum.Enum):
     ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
 
 
+class OomSite(enum.Enum):
+    """Whose memory ceiling made the kernel OOM-kill processes of the run."""
+
+    OWN = "own"  # the run's own ceiling
+    ENCLOSING = "enclosing"  # a ceiling above the run (an enclosing run, a container), or the host
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """A memory ceiling above the run: its cgroup (relative to the mount) and size."""
+
+    cgroup: str
+    limit: int | None
+
+
 @dataclass(frozen=True)
 class Usage:
-    """One sample of the run's resource use; None where this backend cannot measure it."""
+    """One sample of the run's resource use; None where this backend cannot measure it.
+
+    `oom_kills` counts the processes of the whole tree (nested cgroups included) that the
+    kernel OOM-killed at this run's ceiling or at one above it; kills at a ceiling inside
+    the run (a nested run's own) are that run's outcome, not this one's. `oom_site` says
+    which, and `oom_ceiling` names the enclosing ceiling where it could be found.
+    """
 
     memory: int | None = None
     memory_peak: int | None = None
@@ -38,6 +59,8 @@ class Usage:
     oom_kills: int = 0
     tasks_refused: int = 0
     memory_high_events: int = 0
+    oom_site: OomSite = OomSite.OWN
+    oom_ceiling: Ceiling | None = None
 
 
 class CleanupError(BackendError):

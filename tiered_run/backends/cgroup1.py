@@ -17,6 +17,7 @@ from pathlib import Path
 from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
+from tiered_run.backends import oom
 from tiered_run.backends.base import Backend, Capability, CleanupError, Usage
 from tiered_run.backends.cgroupfs import (
     PREFIX,
@@ -54,7 +55,12 @@ def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path],
 
 # Read at every monitor sample (through HeldFiles: cgroupspy opens each file every time).
 _SAMPLED = {
-    "memory": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control"),
+    "memory": (
+        "memory.usage_in_bytes",
+        "memory.max_usage_in_bytes",
+        "memory.oom_control",
+        "memory.failcnt",
+    ),
     "pids": ("pids.current", "pids.peak", "pids.events"),
     "cpuacct": ("cpuacct.usage_percpu",),
 }
@@ -78,7 +84,9 @@ class Cgroup1Backend(Backend):
         self,
         mounts: list[Mount] | None = None,
         own: dict[str, str] | None = None,
+        owned_above: int = 0,
     ) -> None:
+        """`owned_above`: how many memcgs above the run's are part of it (a systemd scope)."""
         self._parents, self._unified_parent = _parents(
             system_mounts() if mounts is None else mounts, own_cgroups() if own is None else own
         )
@@ -86,6 +94,8 @@ class Cgroup1Backend(Backend):
         self._owned: list[Owned] = []
         self._counters: dict[str, HeldFiles] | None = None
         self._kill_file = False
+        self._ancestors = oom.Ancestors(oom.v1_failcnt, oom.v1_limit, owned_above)
+        self._oom_events: oom.OomEvents | None = None
         self.capabilities = _V1_CAPABILITIES
 
     @property
@@ -120,6 +130,8 @@ class Cgroup1Backend(Backend):
         for key, group in groups.items():
             self._owned.append(claim(group.path))
             self._dirs[key] = group
+        self._ancestors.record(self._parents["memory"])
+        self._oom_events = oom.OomEvents(self._dirs["memory"])
         self._kill_file = "unified" in groups and (groups["unified"].path / "cgroup.kill").exists()
         if self._kill_file:
             self.capabilities = _V1_CAPABILITIES | {Capability.ATOMIC_KILL}
@@ -165,6 +177,7 @@ class Cgroup1Backend(Backend):
             }
         memory, pids, cpuacct = (self._counters[k] for k in ("memory", "pids", "cpuacct"))
         percpu = [int(ns) for ns in (cpuacct.text("cpuacct.usage_percpu") or "").split()]
+        killed = self._oom(memory)
         return Usage(
             memory=memory.int("memory.usage_in_bytes"),
             memory_peak=memory.int("memory.max_usage_in_bytes"),
@@ -172,9 +185,25 @@ class Cgroup1Backend(Backend):
             tasks_peak=pids.int("pids.peak"),
             cpu_s=sum(percpu) / 1e9,  # cpuacct.usage is this same sum
             cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
-            oom_kills=memory.keyed("memory.oom_control").get("oom_kill", 0),
             tasks_refused=pids.keyed("pids.events").get("max", 0),
+            oom_kills=killed.kills,
+            oom_site=killed.site,
+            oom_ceiling=killed.ceiling,
         )
+
+    def _oom(self, memory: HeldFiles) -> oom.OomReading:
+        """OOM kills anywhere in the subtree, and whose ceiling they came from (see oom)."""
+        own = (
+            memory.keyed("memory.oom_control").get("oom_kill", 0),
+            memory.int("memory.failcnt") or 0,
+        )
+        nodes = oom.v1_nodes(self._dirs["memory"], own)
+        events = self._oom_events.count() if self._oom_events is not None else 0
+        if not events and not any(kills for kills, _ in nodes.values()):
+            return oom.OomReading()
+        run_hit = own[1] > 0 or self._ancestors.owned_hit()
+        tally = oom.with_events(oom.tally_v1(nodes, run_hit), events, run_hit)
+        return oom.reading(tally, self._ancestors)
 
     def pids(self) -> list[int]:
         tree = self._tree_dir()
@@ -227,6 +256,9 @@ class Cgroup1Backend(Backend):
         for counters in (self._counters or {}).values():
             counters.close()
         self._counters = None
+        if self._oom_events is not None:
+            self._oom_events.close()
+            self._oom_events = None
         deadline = time.monotonic() + REMOVE_WAIT_S
         failed: list[CleanupError] = []
         for key, group in reversed(list(self._dirs.items())):

@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from tiered_run.backends import oom
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import (
     GONE,
@@ -46,6 +47,7 @@ _SAMPLED = (
     "memory.current",
     "memory.peak",
     "memory.events",
+    "memory.events.local",
     "pids.current",
     "pids.peak",
     "pids.events",
@@ -115,7 +117,10 @@ class Cgroup2Backend(Backend):
 
     name = "cgroup2"
 
-    def __init__(self, mount: Mount | None = None, parent: Path | None = None) -> None:
+    def __init__(
+        self, mount: Mount | None = None, parent: Path | None = None, owned_above: int = 0
+    ) -> None:
+        """`owned_above`: how many cgroups above the run's are part of it (a systemd scope)."""
         self.mount = mount or _default_mount()
         if parent is None:
             parent = own_dir(self.mount, own_cgroups())
@@ -125,6 +130,7 @@ class Cgroup2Backend(Backend):
         self.capabilities: frozenset[Capability] = frozenset()
         self._dir: CgroupDir | None = None
         self._owned: Owned | None = None
+        self._ancestors = oom.Ancestors(oom.v2_oom_events, oom.v2_limit, owned_above)
         self._controllers: frozenset[str] = frozenset()
         self._counters: HeldFiles | None = None
 
@@ -192,6 +198,7 @@ class Cgroup2Backend(Backend):
                 self._dir = None
                 self._owned.release()
             raise
+        self._ancestors.record(self.parent)
         self.capabilities = self._capabilities(run)
 
     def _enable_controllers(self, parent: CgroupDir) -> frozenset[str]:
@@ -273,12 +280,14 @@ class Cgroup2Backend(Backend):
             self._counters = HeldFiles(run.path, _SAMPLED)
         counters, controllers = self._counters, self._controllers
         memory = memory_peak = tasks = tasks_peak = None
-        oom_kills = memory_high_events = tasks_refused = 0
+        memory_high_events = tasks_refused = 0
+        killed = oom.OomReading()
         if "memory" in controllers:
             memory = counters.int("memory.current")
             memory_peak = counters.int("memory.peak")
             events = counters.keyed("memory.events")
-            oom_kills, memory_high_events = events.get("oom_kill", 0), events.get("high", 0)
+            memory_high_events = events.get("high", 0)
+            killed = self._oom(events, counters.keyed("memory.events.local"))
         if "pids" in controllers:
             tasks = counters.int("pids.current")
             tasks_peak = counters.int("pids.peak")
@@ -296,10 +305,21 @@ class Cgroup2Backend(Backend):
             tasks=tasks,
             tasks_peak=tasks_peak,
             cpu_s=usage_usec / 1e6 if usage_usec is not None else None,
-            oom_kills=oom_kills,
+            oom_kills=killed.kills,
             tasks_refused=tasks_refused,
             memory_high_events=memory_high_events,
+            oom_site=killed.site,
+            oom_ceiling=killed.ceiling,
         )
+
+    def _oom(self, events: dict[str, int], local: dict[str, int]) -> oom.OomReading:
+        """memory.events counts the subtree's kills; see oom for whose ceiling they were."""
+        if not events.get("oom_kill", 0):
+            return oom.OomReading()
+        if not local and "oom" in events:  # no memory.events.local (before Linux 5.2)
+            return oom.OomReading(events["oom_kill"])
+        run_hit = local.get("oom", 0) > 0 or self._ancestors.owned_hit()
+        return oom.reading(oom.tally_v2(events, local, run_hit), self._ancestors)
 
     def pids(self) -> list[int]:
         return self._dir.tree_procs() if self._dir else []

@@ -120,11 +120,13 @@ class SystemdBackend(Backend):
             # No processes where controllers are delegated: the placeholder gets a leaf too.
             self._keep = claim(scope / f"{PREFIX}{run_id}-keep")
             CgroupDir(self._keep.path).write("cgroup.procs", self._holder.pid)
-            self._view = Cgroup2Backend(mount, parent=scope)
+            self._view = Cgroup2Backend(mount, parent=scope, owned_above=1)
         else:
             own = own_cgroups()
             self._view = Cgroup1Backend(
-                self._mounts, {**own, **{k: paths[k] for k in _SCOPED_V1 if k in paths}}
+                self._mounts,
+                {**own, **{k: paths[k] for k in _SCOPED_V1 if k in paths}},
+                owned_above=1,  # the scope's memcg, which carries MemoryMax too
             )
             # Every other hierarchy: join the scope wherever systemd put it (devices, blkio...).
             self._extra = [
