@@ -11,7 +11,15 @@ import time
 
 import psutil
 import pytest
-from conftest import ALL_BACKENDS, IS_ROOT, backend_params, gone, guard_argv, leaked_cgroups
+from conftest import (
+    ALL_BACKENDS,
+    HAS_SYSTEMD,
+    IS_ROOT,
+    backend_params,
+    gone,
+    guard_argv,
+    leaked_cgroups,
+)
 from workloads import PY
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
@@ -137,6 +145,10 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
 ):
     # Nobody is left to clean up after tiered-run: the next start finds the run's groups
     # unlocked, kills what is in them (nested groups included) and removes them deepest first.
+    if backend == "cgroup2" and HAS_SYSTEMD:
+        pytest.skip(
+            "cgroup2 runs start in delegated scopes of their own here: neither sees the other"
+        )
     nested = tmp_path / "nested.pid"
     guard = subprocess.Popen(
         guard_argv(
