@@ -296,7 +296,7 @@ def test_sigkill_of_an_outer_run_ends_and_removes_the_nested_run_too(backend, tm
         cwd=tmp_path,
     )
     spawned.append(outer)
-    wait_for(sleeper.exists)
+    wait_for(lambda: sleeper.exists() and sleeper.read_text().strip())  # written, not only made
     outer.kill()
     outer.wait()
     wait_for(lambda: gone(int(sleeper.read_text())))

@@ -157,7 +157,7 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
         cwd=tmp_path,
     )
     spawned.append(guard)
-    wait_for(nested.exists)
+    wait_for(lambda: nested.exists() and nested.read_text().strip())  # written, not only made
     watchdog = watchdog_of(guard)
     watchdog.suspend()  # so that it cannot act on tiered-run's death
     guard.kill()
