@@ -77,7 +77,7 @@ def leaked_cgroups() -> list[str]:
         str(p)
         for root, dirs, _ in os.walk("/sys/fs/cgroup")
         for p in (Path(root) / d for d in dirs)
-        if is_stale(p.name)
+        if is_stale(p)
     ]
 
 

@@ -158,7 +158,7 @@ def test_alone_in_the_parent_tiered_run_moves_itself_into_a_leaf(
     fake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (fake / "cgroup.procs").write_text(f"{os.getpid()}\n")
-    leaf = fake / f"tiered-run-{os.getpid()}-self"
+    leaf = fake / f"tiered-run-p{os.getpid()}-self"
     leaf.mkdir()
     (leaf / "cgroup.procs").write_text("")
     real_attach = CgroupDir.attach_self
@@ -389,8 +389,9 @@ class TestKernel:
         assert path is not None and not path.exists()
 
     def test_cleanup_stale_kills_and_removes(self, procs: list) -> None:
+        # Named like a run of this process, but nobody holds its lock: its owner is gone.
         backend = Cgroup2Backend()
-        stale = CgroupDir(backend.parent / f"tiered-run-{dead_pid()}-abc123")
+        stale = CgroupDir(backend.parent / f"tiered-run-p{os.getpid()}-abc123")
         stale.mkdir()
         try:
             sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=stale.attach_self)

@@ -258,7 +258,7 @@ def test_sigkill_of_tiered_run_still_ends_the_tree_and_cleans_up(tmp_path, spawn
     proc.wait()
     daemon = int(pid_file.read_text())
     _wait_for(lambda: gone(daemon), within=3)
-    _wait_for(lambda: not [p for p in leaked_cgroups() if f"tiered-run-{proc.pid}-" in p], 3)
+    _wait_for(lambda: not [p for p in leaked_cgroups() if f"tiered-run-p{proc.pid}-" in p], 3)
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="--user needs root")

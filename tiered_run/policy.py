@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tiered_run.backends.base import Capability, Usage
+from tiered_run.backends.base import Capability, OomSite, Usage
 from tiered_run.machine import HostState
 from tiered_run.report import Outcome
 from tiered_run.spec import Limits, OnLoad
@@ -43,6 +43,8 @@ def find_breach(
         return Breach(
             Outcome.TIMEOUT, f"still running at its {format_duration(limits.timeout)} timeout"
         )
+    if usage.oom_kills and usage.oom_site is OomSite.ENCLOSING:
+        return Breach(Outcome.MEMORY, enclosing_oom(limits, usage))
     if usage.oom_kills:
         ceiling = f" at the {format_size(limits.memory)} ceiling" if limits.memory else ""
         return Breach(
@@ -71,6 +73,19 @@ def find_breach(
                 Outcome.TASKS, f"{usage.tasks} tasks, above the {limits.tasks_max}-task ceiling"
             )
     return None
+
+
+def enclosing_oom(limits: Limits, usage: Usage) -> str:
+    """An OOM kill that this run's own ceiling did not cause: say whose it was."""
+    above = usage.oom_ceiling
+    if above is None:
+        where = "a ceiling above this run (an enclosing cgroup's, or the host's memory)"
+    elif above.limit is None:
+        where = f"the ceiling of enclosing cgroup {above.cgroup}"
+    else:
+        where = f"the {format_size(above.limit)} ceiling of enclosing cgroup {above.cgroup}"
+    own = f", not at this run's {format_size(limits.memory)}" if limits.memory else ""
+    return f"the kernel OOM-killed {plural(usage.oom_kills, 'process')} at {where}{own}"
 
 
 def load_over(limits: Limits, host: HostState) -> str | None:

@@ -1,72 +1,120 @@
-"""A detached watchdog that ends the run if tiered-run itself is killed (e.g. SIGKILL by CI).
+"""A watchdog that ends the run if tiered-run itself is killed (e.g. SIGKILL by CI).
 
-It holds the read end of a pipe whose write end only tiered-run has, and waits for EOF,
-which comes when tiered-run exits, however it exits. tiered-run tells it the workload's
-pid and, at a normal end, "done". EOF without "done" means tiered-run died: the watchdog
-kills the workload's process group. Either way it then waits until tiered-run is really
-gone (EOF arrives while it is still exiting, when it would still count as an owner) and
-calls the backend's stale cleanup, which kills and removes every container whose owner is
-gone (after a normal end, only what tiered-run could not remove while alive, such as the
-leaf it moved itself into).
+It is tiered-run's own child, in a session of its own (a Ctrl-C at the terminal does not
+reach it), and holds one end of a socket pair whose other end only tiered-run has.
+tiered-run tells it the workload's pid and, at a normal end, "done": the watchdog then
+exits at once and tiered-run reaps it, so it never lingers as a zombie under a parent that
+does not reap (an init that reaps slowly, a CI agent as PID 1).
+
+EOF without "done" means tiered-run died: the watchdog kills the run's tree through the
+backend (nested cgroups included) and the workload's process group, waits until
+tiered-run has really exited (the watchdog is reparented then, and the locks tiered-run
+held on its cgroups are gone), and calls the backend's stale cleanup, which kills and
+removes every run whose owner is gone. Orphaned by then, it is reaped by whoever
+inherits it.
+
+tiered-run writes with MSG_NOSIGNAL, which a socket has and a pipe has not: a watchdog
+killed by the workload or a clean-up script makes watch()/release() return False, never
+raise or deliver SIGPIPE.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
 
 from tiered_run.backends.base import Backend
-from tiered_run.backends.cgroupfs import is_alive
 
 OWNER_EXIT_WAIT_S = 5.0
+DONE_WAIT_S = 2.0  # the watchdog exits within microseconds of "done" unless it is stopped
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGTSTP)
 
 
 class Sentinel:
     def __init__(self, backend: Backend) -> None:
-        read_end, self._write_end = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         owner = os.getpid()
-        middle = os.fork()
-        if middle == 0:  # pragma: no cover - runs in the forked watchdog
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the forked watchdog
             try:
-                os.close(self._write_end)
-                os.setsid()
-                if os.fork() == 0:
-                    _watch(read_end, owner, backend)
+                _watch(theirs.fileno(), owner, backend)
             finally:
                 os._exit(0)
-        os.close(read_end)
-        os.waitpid(middle, 0)
+        theirs.close()
+        self.pid = pid
+        self._sock: socket.socket | None = ours
+        self._lost = False
+        backend.exclude(pid)
 
-    def watch(self, pid: int) -> None:
-        os.write(self._write_end, f"{pid}\n".encode())
+    def watch(self, pid: int) -> bool:
+        """Tell the watchdog the workload's pid; whether the watchdog is still there."""
+        return self._send(f"{pid}\n".encode())
 
-    def release(self) -> None:
-        """The run ended normally; the pipe stays open so the watchdog waits for our exit."""
-        os.write(self._write_end, b"done\n")
+    def release(self) -> bool:
+        """The run ended normally: the watchdog exits and is reaped. Returns whether it was
+        still there to the end (False: it was killed, or had to be)."""
+        there = self._send(b"done\n")
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            there = self._reap() and there
+        return there
+
+    def _send(self, data: bytes) -> bool:
+        if self._lost or self._sock is None:
+            return False
+        try:
+            self._sock.sendall(data, socket.MSG_NOSIGNAL)
+        except OSError:
+            self._lost = True
+        return not self._lost
+
+    def _reap(self) -> bool:
+        """Wait for the watchdog to exit; one that does not (stopped) is killed. Whether it
+        exited by itself."""
+        deadline = time.monotonic() + DONE_WAIT_S
+        while True:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return True  # reaped already (SIGCHLD ignored, or a reaper of all children)
+            if pid:
+                return True
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)  # still our unreaped child: the pid is its
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        return False
 
 
-def _watch(read_end: int, owner: int, backend: Backend) -> None:  # pragma: no cover - forked child
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+def _watch(fd: int, owner: int, backend: Backend) -> None:  # pragma: no cover - forked child
+    os.setsid()
+    for sig in _IGNORED:
         signal.signal(sig, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.closerange(3, read_end)
-    os.closerange(read_end + 1, 65536)
+    for std in (0, 1, 2):
+        os.dup2(devnull, std)
+    # Every other descriptor goes, the locks on tiered-run's cgroups among them: a lock
+    # held here would make tiered-run's runs look alive after it died.
+    os.closerange(3, fd)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
     data = b""
-    while chunk := os.read(read_end, 4096):
+    while chunk := os.read(fd, 4096):
         data += chunk
-    lines = data.split()
-    try:
-        if lines and b"done" not in lines:
-            os.killpg(int(lines[-1]), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, ValueError):
-        pass
+        if b"done" in data.split():
+            return
+    words = data.split()
+    with contextlib.suppress(Exception):
+        backend.kill(signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, IndexError):
+        os.killpg(int(words[-1]), signal.SIGKILL)  # the plain backend's tree
     deadline = time.monotonic() + OWNER_EXIT_WAIT_S
-    while is_alive(owner) and time.monotonic() < deadline:
+    while os.getppid() == owner and time.monotonic() < deadline:
         time.sleep(0.002)
-    try:
-        backend.cleanup_stale()
-    finally:
-        os._exit(0)
+    backend.cleanup_stale()

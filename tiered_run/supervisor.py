@@ -218,8 +218,8 @@ class Supervisor:
         self._monitor = monitor
         if not _tell(sentinel.watch, child.pid):
             self.warnings.append(
-                "the watchdog is gone (killed by the workload?): had tiered-run been killed too, "
-                "nothing would have ended the tree"
+                "watchdog lost: it was killed before the run started; had tiered-run been "
+                "killed too, nothing would have ended the tree"
             )
         if tee is not None:
             tee.start()
@@ -294,7 +294,7 @@ class Supervisor:
         reap_orphans(keep)
         set_child_subreaper(False)
         if sentinel is not None and not _tell(sentinel.release):
-            self.warnings.append("the watchdog was gone at the end of the run")
+            self.warnings.append("watchdog lost: it was killed during the run")
 
     def _classify(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroup1 import Cgroup1Backend
 from tiered_run.backends.cgroup2 import Cgroup2Backend
+from tiered_run.backends.cgroupfs import PREFIX, own_cgroups
 from tiered_run.backends.plain import PlainBackend
 from tiered_run.backends.systemd import SystemdBackend
 from tiered_run.errors import UsageError
@@ -28,9 +29,32 @@ def select_backend(requested: str = "auto", tier: str | None = None) -> tuple[Ba
                 f"--backend {requested} cannot work here: {problem}; try --backend auto"
             )
         return _make(cls, tier), "chosen with --backend"
-    if SystemdBackend.unusable_reason() is None:
+    enclosing = enclosing_run()
+    if enclosing is None and SystemdBackend.unusable_reason() is None:
         backend = SystemdBackend(tier)
         return backend, f"systemd is PID 1: transient scope in {backend.slice}"
+    if enclosing is not None:
+        backend, reason = _below_own_cgroup()
+        return backend, f"{reason}; nested in run {enclosing}, whose ceilings and kill cover it"
+    return _below_own_cgroup()
+
+
+def enclosing_run() -> str | None:
+    """The run of an enclosing tiered-run this process is in, if any. A nested run then makes
+    its cgroups below its own instead of a systemd scope elsewhere, which would take its
+    workload out of the enclosing run's tree."""
+    try:
+        paths = own_cgroups().values()
+    except OSError:
+        return None
+    for path in paths:
+        for part in reversed(path.split("/")):
+            if part.startswith(PREFIX) and not part.endswith("-self"):
+                return part.removeprefix(PREFIX).removesuffix(".scope")
+    return None
+
+
+def _below_own_cgroup() -> tuple[Backend, str]:
     # Controllers first: on a hybrid machine this spares every start the cgroup2 probe.
     v2_missing = Cgroup2Backend.missing_controllers()
     if not v2_missing and Cgroup2Backend.unusable_reason() is None:

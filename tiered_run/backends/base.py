@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
+from tiered_run.errors import BackendError
 from tiered_run.spec import Limits
 
 
@@ -23,9 +25,30 @@ class Capability(enum.Enum):
     ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
 
 
+class OomSite(enum.Enum):
+    """Whose memory ceiling made the kernel OOM-kill processes of the run."""
+
+    OWN = "own"  # the run's own ceiling
+    ENCLOSING = "enclosing"  # a ceiling above the run (an enclosing run, a container), or the host
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """A memory ceiling above the run: its cgroup (relative to the mount) and size."""
+
+    cgroup: str
+    limit: int | None
+
+
 @dataclass(frozen=True)
 class Usage:
-    """One sample of the run's resource use; None where this backend cannot measure it."""
+    """One sample of the run's resource use; None where this backend cannot measure it.
+
+    `oom_kills` counts the processes of the whole tree (nested cgroups included) that the
+    kernel OOM-killed at this run's ceiling or at one above it; kills at a ceiling inside
+    the run (a nested run's own) are that run's outcome, not this one's. `oom_site` says
+    which, and `oom_ceiling` names the enclosing ceiling where it could be found.
+    """
 
     memory: int | None = None
     memory_peak: int | None = None
@@ -36,6 +59,20 @@ class Usage:
     oom_kills: int = 0
     tasks_refused: int = 0
     memory_high_events: int = 0
+    oom_site: OomSite = OomSite.OWN
+    oom_ceiling: Ceiling | None = None
+
+
+class CleanupError(BackendError):
+    """A cgroup could not be removed (or emptied); the run's result stands and the next start
+    retries. Carries the directory, the operation and the errno for the report's warning."""
+
+    def __init__(self, path: Path, operation: str, errno: int | None, detail: str) -> None:
+        super().__init__(f"cannot {operation} cgroup {path}: {detail}")
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+        self.detail = detail
 
 
 class Backend(ABC):
@@ -71,11 +108,12 @@ class Backend(ABC):
 
     @abstractmethod
     def pids(self) -> list[int]:
-        """Every live process of the run."""
+        """Every live process of the run, in cgroups its workload made below the run's too."""
 
     @abstractmethod
     def kill(self, sig: int) -> None:
-        """Send `sig` to every process of the run; SIGKILL is race-free where the kernel allows."""
+        """Send `sig` to every process of the run, nested cgroups included; SIGKILL is
+        race-free where the kernel allows."""
 
     @abstractmethod
     def freeze(self, frozen: bool) -> None:
@@ -83,8 +121,15 @@ class Backend(ABC):
 
     @abstractmethod
     def remove(self) -> None:
-        """Remove the container; the tree must already be gone. Safe to call twice."""
+        """Remove the container, nested cgroups first; the tree must already be gone. Safe to
+        call twice. Raises CleanupError when a cgroup stays busy: the next start retries."""
 
     def cleanup_stale(self) -> list[str]:
-        """Remove containers left by a tiered-run that died; returns what was removed."""
+        """Kill and remove containers whose owner is positively gone; returns what was removed.
+        Never raises and never waits long: what resists is left for the next start."""
         return []
+
+    def exclude(self, pid: int) -> None:
+        """`pid` is a helper of tiered-run's own (the watchdog), never part of the run; only a
+        backend that finds the tree by walking processes needs to know."""
+        return None

@@ -2,7 +2,9 @@
 
 cgroupspy handles the files it knows (cpuset, memory, cpuacct); pids and freezer are
 plain files. On hybrid machines the controller-less cgroup2 mount is joined too: it
-gives a race-free `cgroup.kill`, `cgroup.freeze` and an exact list of the tree.
+gives a race-free `cgroup.kill` of the whole subtree, `cgroup.freeze` and an exact list of
+the tree. Without it, the freezer (which freezes descendants too) stops forks while every
+process of the subtree is killed.
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ from pathlib import Path
 from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
-from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends import oom
+from tiered_run.backends.base import Backend, Capability, CleanupError, Usage
 from tiered_run.backends.cgroupfs import (
     PREFIX,
+    REMOVE_WAIT_S,
     CgroupDir,
     Mount,
     is_alive,
     kill_until_empty,
     own_cgroups,
     own_dir,
-    stale_dirs,
     system_mounts,
 )
+from tiered_run.backends.ownership import Owned, claim
+from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.heldfiles import HeldFiles
 from tiered_run.spec import Limits
@@ -50,7 +55,12 @@ def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path],
 
 # Read at every monitor sample (through HeldFiles: cgroupspy opens each file every time).
 _SAMPLED = {
-    "memory": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control"),
+    "memory": (
+        "memory.usage_in_bytes",
+        "memory.max_usage_in_bytes",
+        "memory.oom_control",
+        "memory.failcnt",
+    ),
     "pids": ("pids.current", "pids.peak", "pids.events"),
     "cpuacct": ("cpuacct.usage_percpu",),
 }
@@ -71,14 +81,21 @@ class Cgroup1Backend(Backend):
     name = "cgroup1"
 
     def __init__(
-        self, mounts: list[Mount] | None = None, own: dict[str, str] | None = None
+        self,
+        mounts: list[Mount] | None = None,
+        own: dict[str, str] | None = None,
+        owned_above: int = 0,
     ) -> None:
+        """`owned_above`: how many memcgs above the run's are part of it (a systemd scope)."""
         self._parents, self._unified_parent = _parents(
             system_mounts() if mounts is None else mounts, own_cgroups() if own is None else own
         )
         self._dirs: dict[str, CgroupDir] = {}
+        self._owned: list[Owned] = []
         self._counters: dict[str, HeldFiles] | None = None
         self._kill_file = False
+        self._ancestors = oom.Ancestors(oom.v1_failcnt, oom.v1_limit, owned_above)
+        self._oom_events: oom.OomEvents | None = None
         self.capabilities = _V1_CAPABILITIES
 
     @property
@@ -111,8 +128,10 @@ class Cgroup1Backend(Backend):
         if self._unified_parent is not None:
             groups["unified"] = CgroupDir(self._unified_parent / name)
         for key, group in groups.items():
-            group.mkdir()
+            self._owned.append(claim(group.path))
             self._dirs[key] = group
+        self._ancestors.record(self._parents["memory"])
+        self._oom_events = oom.OomEvents(self._dirs["memory"])
         self._kill_file = "unified" in groups and (groups["unified"].path / "cgroup.kill").exists()
         if self._kill_file:
             self.capabilities = _V1_CAPABILITIES | {Capability.ATOMIC_KILL}
@@ -144,7 +163,7 @@ class Cgroup1Backend(Backend):
             group.attach_self()
 
     def started(self, pid: int) -> None:
-        if pid not in self._dirs["pids"].procs() and is_alive(pid):
+        if pid not in self._dirs["pids"].tree_procs() and is_alive(pid):
             raise BackendError(
                 f"the workload (pid {pid}) did not land in {self._dirs['pids'].path}"
             )
@@ -158,6 +177,7 @@ class Cgroup1Backend(Backend):
             }
         memory, pids, cpuacct = (self._counters[k] for k in ("memory", "pids", "cpuacct"))
         percpu = [int(ns) for ns in (cpuacct.text("cpuacct.usage_percpu") or "").split()]
+        killed = self._oom(memory)
         return Usage(
             memory=memory.int("memory.usage_in_bytes"),
             memory_peak=memory.int("memory.max_usage_in_bytes"),
@@ -165,36 +185,57 @@ class Cgroup1Backend(Backend):
             tasks_peak=pids.int("pids.peak"),
             cpu_s=sum(percpu) / 1e9,  # cpuacct.usage is this same sum
             cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
-            oom_kills=memory.keyed("memory.oom_control").get("oom_kill", 0),
             tasks_refused=pids.keyed("pids.events").get("max", 0),
+            oom_kills=killed.kills,
+            oom_site=killed.site,
+            oom_ceiling=killed.ceiling,
         )
 
-    def pids(self) -> list[int]:
-        return self._tree_dir().procs()
+    def _oom(self, memory: HeldFiles) -> oom.OomReading:
+        """OOM kills anywhere in the subtree, and whose ceiling they came from (see oom)."""
+        own = (
+            memory.keyed("memory.oom_control").get("oom_kill", 0),
+            memory.int("memory.failcnt") or 0,
+        )
+        nodes = oom.v1_nodes(self._dirs["memory"], own)
+        events = self._oom_events.count() if self._oom_events is not None else 0
+        if not events and not any(kills for kills, _ in nodes.values()):
+            return oom.OomReading()
+        run_hit = own[1] > 0 or self._ancestors.owned_hit()
+        tally = oom.with_events(oom.tally_v1(nodes, run_hit), events, run_hit)
+        return oom.reading(tally, self._ancestors)
 
-    def _tree_dir(self) -> CgroupDir:
-        return self._dirs.get("unified") or self._dirs["pids"]
+    def pids(self) -> list[int]:
+        tree = self._tree_dir()
+        return tree.tree_procs() if tree is not None else []
+
+    def _tree_dir(self) -> CgroupDir | None:
+        return self._dirs.get("unified") or self._dirs.get("pids")
 
     # -- control --------------------------------------------------------------------------
 
     def kill(self, sig: int) -> None:
+        tree = self._tree_dir()
+        if tree is None:
+            return
         if sig != signal.SIGKILL:
-            self._tree_dir().signal_all(sig)
+            tree.signal_all(sig)
         elif self._kill_file:
-            kill_until_empty(self._dirs["unified"], via_kill_file=True)
+            kill_until_empty(tree, via_kill_file=True)
         else:
             self._freeze_kill()
 
     def _freeze_kill(self) -> None:
-        """Without cgroup.kill: freeze so nothing can fork, kill everything, thaw, repeat."""
+        """Without cgroup.kill: freeze so nothing can fork, kill everything, thaw, repeat.
+        The v1 freezer freezes the groups below too, and a frozen task dies once thawed."""
         deadline = time.monotonic() + 5
         freezer = self._dirs["freezer"]
-        while freezer.procs():
+        while freezer.tree_procs():
             self.freeze(True)
             freezer.signal_all(signal.SIGKILL)
             self.freeze(False)
             if time.monotonic() > deadline:
-                raise BackendError(f"processes in {freezer.path} survived SIGKILL")
+                raise CleanupError(freezer.path, "empty", None, "processes survived SIGKILL")
             time.sleep(0.005)
 
     def freeze(self, frozen: bool) -> None:
@@ -210,33 +251,36 @@ class Cgroup1Backend(Backend):
             time.sleep(0.002)
 
     def remove(self) -> None:
+        """Every hierarchy's subtree, deepest first, within one deadline; the locks are let
+        go even where removal failed, so that the next cleanup can take the leftovers."""
         for counters in (self._counters or {}).values():
             counters.close()
         self._counters = None
-        errors = []
+        if self._oom_events is not None:
+            self._oom_events.close()
+            self._oom_events = None
+        deadline = time.monotonic() + REMOVE_WAIT_S
+        failed: list[CleanupError] = []
         for key, group in reversed(list(self._dirs.items())):
             try:
-                group.rmdir()
-            except BackendError as err:
-                errors.append(str(err))
+                group.remove_tree(deadline)
+            except CleanupError as err:
+                failed.append(err)
                 continue
             del self._dirs[key]
-        if errors:
-            raise BackendError("; ".join(errors))
+        for owned in self._owned:
+            owned.release()
+        self._owned = []
+        if failed:
+            first = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise CleanupError(first.path, first.operation, first.errno, f"{first.detail}{more}")
 
     def cleanup_stale(self) -> list[str]:
-        removed = []
         parents = list(self._parents.values())
         if self._unified_parent is not None:
-            parents.insert(0, self._unified_parent)
-        for parent in parents:
-            for path in stale_dirs(parent):
-                group = CgroupDir(path)
-                if group.procs():
-                    kill_until_empty(group, via_kill_file=(path / "cgroup.kill").exists())
-                group.rmdir()
-                removed.append(str(path))
-        return removed
+            parents.insert(0, self._unified_parent)  # its cgroup.kill empties the others too
+        return sweep(parents)
 
 
 def _node(path: Path) -> Node:

@@ -3,6 +3,10 @@
 Where the kernel delegates no controllers to us (a v1/v2 hybrid mount), placement, kill,
 freeze and emptiness are still exact; memory and tasks are then summed from the member
 processes and enforced by the monitor instead of the kernel.
+
+The run is the whole subtree: a workload may make cgroups below its own (a nested run, a
+container runtime, or only to hide in one). `cgroup.kill` and `cgroup.freeze` act on the
+subtree; listing, signals other than SIGKILL and removal walk it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import signal
 import time
 from pathlib import Path
 
+from tiered_run.backends import oom
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import (
+    GONE,
     PREFIX,
     CgroupDir,
     Mount,
@@ -24,10 +30,11 @@ from tiered_run.backends.cgroupfs import (
     own_cgroups,
     own_dir,
     parse_proc_cgroup,
-    stale_dirs,
     system_mounts,
 )
+from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.backends.proctree import measure
+from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.heldfiles import HeldFiles
 from tiered_run.spec import Limits
@@ -40,13 +47,15 @@ _SAMPLED = (
     "memory.current",
     "memory.peak",
     "memory.events",
+    "memory.events.local",
     "pids.current",
     "pids.peak",
     "pids.events",
     "cpu.stat",
 )
-# A file that vanished, or a cgroup removed while we held it open.
-_GONE = (errno.ENOENT, errno.ENODEV)
+# The leaf tiered-run moved itself into, held locked for the life of the process (a ladder
+# runs many runs from it), so that no cleaner takes it for a dead run's.
+_SELF_LEAVES: dict[Path, Owned] = {}
 
 
 def _errno(err: BaseException) -> int | None:
@@ -66,7 +75,7 @@ def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
     try:
         return group.keyed(name)
     except OSError as err:
-        if err.errno in _GONE:
+        if err.errno in GONE:
             return {}
         raise
 
@@ -90,15 +99,10 @@ def _enable(parent: CgroupDir, names: list[str]) -> None:
                 "systemd-run --scope -p Delegate=yes tiered-run ..."
             ) from err.__cause__
         leaf = CgroupDir(parent.path / self_leaf_name())
-        if not leaf.exists():
-            leaf.mkdir()
+        if leaf.path not in _SELF_LEAVES:
+            _SELF_LEAVES[leaf.path] = claim(leaf.path, reuse=True)
         leaf.attach_self()
         parent.write("cgroup.subtree_control", line)
-
-
-def self_leaf_name() -> str:
-    """Where tiered-run moves itself; named like a run so it is cleaned up once we are gone."""
-    return f"{PREFIX}{os.getpid()}-self"
 
 
 def _default_mount() -> Mount:
@@ -113,7 +117,10 @@ class Cgroup2Backend(Backend):
 
     name = "cgroup2"
 
-    def __init__(self, mount: Mount | None = None, parent: Path | None = None) -> None:
+    def __init__(
+        self, mount: Mount | None = None, parent: Path | None = None, owned_above: int = 0
+    ) -> None:
+        """`owned_above`: how many cgroups above the run's are part of it (a systemd scope)."""
         self.mount = mount or _default_mount()
         if parent is None:
             parent = own_dir(self.mount, own_cgroups())
@@ -122,6 +129,8 @@ class Cgroup2Backend(Backend):
         self.parent = parent
         self.capabilities: frozenset[Capability] = frozenset()
         self._dir: CgroupDir | None = None
+        self._owned: Owned | None = None
+        self._ancestors = oom.Ancestors(oom.v2_oom_events, oom.v2_limit, owned_above)
         self._controllers: frozenset[str] = frozenset()
         self._counters: HeldFiles | None = None
 
@@ -145,12 +154,16 @@ class Cgroup2Backend(Backend):
                 "start tiered-run in a cgroup of its own (systemd-run --scope -p Delegate=yes)"
             )
         # Named like a run, so a probe orphaned by a crash is cleaned up as stale.
-        probe = parent / f"{PREFIX}{new_run_id()}"
         try:
-            probe.mkdir()
-            probe.rmdir()
-        except OSError as err:
-            return f"cannot create a cgroup below {parent}: {err.strerror}"
+            probe = claim(parent / f"{PREFIX}{new_run_id()}")
+        except BackendError as err:
+            return str(err)
+        try:
+            CgroupDir(probe.path).rmdir()
+        except BackendError as err:
+            return str(err)
+        finally:
+            probe.release()
         return None
 
     @classmethod
@@ -172,18 +185,20 @@ class Cgroup2Backend(Backend):
         parent = CgroupDir(self.parent)
         self._controllers = self._enable_controllers(parent)
         run = CgroupDir(self.parent / f"{PREFIX}{run_id}")
-        run.mkdir()
+        self._owned = claim(run.path)
         self._dir = run
         try:
             self._apply(parent, run, limits)
         except BackendError:
             try:
-                run.rmdir(wait=0.5)
+                run.rmdir(time.monotonic() + 0.5)
             except BackendError:
                 pass  # left for remove() or a later cleanup_stale()
             else:
                 self._dir = None
+                self._owned.release()
             raise
+        self._ancestors.record(self.parent)
         self.capabilities = self._capabilities(run)
 
     def _enable_controllers(self, parent: CgroupDir) -> frozenset[str]:
@@ -249,7 +264,7 @@ class Cgroup2Backend(Backend):
 
     def started(self, pid: int) -> None:
         run = self._require()
-        if pid in run.procs() or not is_alive(pid):
+        if pid in run.tree_procs() or not is_alive(pid):
             return  # inside, or exited already: nothing escaped
         try:
             where = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text()).get("", "?")
@@ -265,18 +280,20 @@ class Cgroup2Backend(Backend):
             self._counters = HeldFiles(run.path, _SAMPLED)
         counters, controllers = self._counters, self._controllers
         memory = memory_peak = tasks = tasks_peak = None
-        oom_kills = memory_high_events = tasks_refused = 0
+        memory_high_events = tasks_refused = 0
+        killed = oom.OomReading()
         if "memory" in controllers:
             memory = counters.int("memory.current")
             memory_peak = counters.int("memory.peak")
             events = counters.keyed("memory.events")
-            oom_kills, memory_high_events = events.get("oom_kill", 0), events.get("high", 0)
+            memory_high_events = events.get("high", 0)
+            killed = self._oom(events, counters.keyed("memory.events.local"))
         if "pids" in controllers:
             tasks = counters.int("pids.current")
             tasks_peak = counters.int("pids.peak")
             tasks_refused = counters.keyed("pids.events").get("max", 0)
         if not {"memory", "pids"} <= controllers:
-            totals = measure(run.procs())
+            totals = measure(run.tree_procs())
             if "memory" not in controllers:
                 memory = totals.rss
             if "pids" not in controllers:
@@ -288,13 +305,24 @@ class Cgroup2Backend(Backend):
             tasks=tasks,
             tasks_peak=tasks_peak,
             cpu_s=usage_usec / 1e6 if usage_usec is not None else None,
-            oom_kills=oom_kills,
+            oom_kills=killed.kills,
             tasks_refused=tasks_refused,
             memory_high_events=memory_high_events,
+            oom_site=killed.site,
+            oom_ceiling=killed.ceiling,
         )
 
+    def _oom(self, events: dict[str, int], local: dict[str, int]) -> oom.OomReading:
+        """memory.events counts the subtree's kills; see oom for whose ceiling they were."""
+        if not events.get("oom_kill", 0):
+            return oom.OomReading()
+        if not local and "oom" in events:  # no memory.events.local (before Linux 5.2)
+            return oom.OomReading(events["oom_kill"])
+        run_hit = local.get("oom", 0) > 0 or self._ancestors.owned_hit()
+        return oom.reading(oom.tally_v2(events, local, run_hit), self._ancestors)
+
     def pids(self) -> list[int]:
-        return self._dir.procs() if self._dir else []
+        return self._dir.tree_procs() if self._dir else []
 
     def kill(self, sig: int) -> None:
         run = self._dir
@@ -317,21 +345,20 @@ class Cgroup2Backend(Backend):
             time.sleep(0.005)
 
     def remove(self) -> None:
+        """The run's subtree, deepest first; the lock is let go even where removal failed,
+        so that the next cleanup can take what is left."""
         if self._counters is not None:
             self._counters.close()
             self._counters = None
-        if self._dir is not None:
-            self._dir.rmdir()
+        try:
+            if self._dir is not None:
+                self._dir.remove_tree()
+                self._dir = None
+        finally:
+            if self._owned is not None:
+                self._owned.release()
+                self._owned = None
 
     def cleanup_stale(self) -> list[str]:
-        """Kill and remove run dirs whose owner died; one that resists is left for next time."""
-        removed = []
-        for path in stale_dirs(self.parent):
-            group = CgroupDir(path)
-            try:
-                kill_until_empty(group, via_kill_file=(path / "cgroup.kill").exists())
-                group.rmdir()
-            except BackendError:
-                continue
-            removed.append(str(path))
-        return removed
+        """Kill and remove run subtrees whose owner is gone; what resists is left for later."""
+        return sweep([self.parent])

@@ -1,4 +1,10 @@
-"""Cgroup filesystem plumbing shared by the cgroup backends: mounts, own paths, run dirs."""
+"""Cgroup filesystem plumbing shared by the cgroup backends: mounts, own paths, run dirs.
+
+A run's cgroup is a subtree, not one directory: its workload may make cgroups below it (a
+nested tiered-run, runexec, a container runtime). Listing, signalling and removing all
+walk that subtree, removing deepest first, because the kernel refuses to remove a cgroup
+that still has children (EBUSY).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiered_run.backends.base import CleanupError
+from tiered_run.backends.ownership import PREFIX, is_alive, is_stale, new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.heldfiles import parse_keyed
 
-PREFIX = "tiered-run-"
+__all__ = ["PREFIX", "CgroupDir", "Mount", "is_alive", "is_stale", "new_run_id"]
+
+# A file that vanished, or a cgroup removed while we held it open.
+GONE = (errno.ENOENT, errno.ENODEV)
+REMOVE_WAIT_S = 2.0  # tasks killed a moment ago may still be exiting (EBUSY)
 
 
 @dataclass(frozen=True)
@@ -72,30 +84,6 @@ def own_dir(mount: Mount, own: dict[str, str], controller: str = "") -> Path:
     return mount.path / rel.lstrip("/")
 
 
-def new_run_id() -> str:
-    """`<our pid>-<random>`: the pid tells a later start whether the owner is still alive."""
-    return f"{os.getpid()}-{os.urandom(3).hex()}"  # not `secrets`: its import costs ~5 ms
-
-
-def is_stale(name: str) -> bool:
-    """A run dir whose owning tiered-run is gone (or a zombie its parent has not reaped)."""
-    if not name.startswith(PREFIX):
-        return False
-    owner = name[len(PREFIX) :].split("-", 1)[0]
-    return owner.isdigit() and not is_alive(int(owner))
-
-
-def is_alive(pid: int) -> bool:
-    """Running: it exists and is not a zombie (exited, not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 class CgroupDir:
     """One cgroup directory; errors become BackendError naming the file."""
 
@@ -128,8 +116,38 @@ class CgroupDir:
     def procs(self) -> list[int]:
         try:
             return [int(p) for p in self.read("cgroup.procs").split()]
-        except FileNotFoundError:
-            return []
+        except OSError as err:
+            if err.errno in GONE:
+                return []
+            raise
+
+    def children(self) -> list[CgroupDir]:
+        """The groups directly below. A cgroup directory's link count is 2 plus its number
+        of subdirectories (kernfs), so a stat spares the listing of a leaf's ~30 files."""
+        try:
+            if os.stat(self.path).st_nlink == 2:
+                return []
+            with os.scandir(self.path) as entries:
+                return [CgroupDir(Path(e.path)) for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError as err:
+            if err.errno in GONE:
+                return []
+            raise
+
+    def tree(self) -> list[CgroupDir]:
+        """This group and every group below it, deepest first: the order of removal."""
+        found = []
+        for child in self.children():
+            found += child.tree()
+        found.append(self)
+        return found
+
+    def tree_procs(self) -> list[int]:
+        """Every process in this group and the groups below it."""
+        pids = self.procs()
+        for child in self.children():
+            pids += child.tree_procs()
+        return pids
 
     def mkdir(self) -> None:
         try:
@@ -137,9 +155,11 @@ class CgroupDir:
         except OSError as err:
             raise BackendError(f"cannot create cgroup {self.path}: {err.strerror}") from err
 
-    def rmdir(self, wait: float = 2.0) -> None:
-        """Remove, retrying while the kernel still lists exiting tasks (EBUSY)."""
-        deadline = time.monotonic() + wait
+    def rmdir(self, deadline: float | None = None) -> None:
+        """Remove, retrying while the kernel still lists exiting tasks (EBUSY) until the
+        monotonic `deadline` (default: REMOVE_WAIT_S from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + REMOVE_WAIT_S
         while True:
             try:
                 self.path.rmdir()
@@ -148,8 +168,15 @@ class CgroupDir:
                 return
             except OSError as err:
                 if err.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise BackendError(f"cannot remove cgroup {self.path}: {err.strerror}") from err
+                    raise CleanupError(self.path, "remove", err.errno, err.strerror) from err
                 time.sleep(0.01)
+
+    def remove_tree(self, deadline: float | None = None) -> None:
+        """Remove this group and every group below it, deepest first, within one deadline."""
+        if deadline is None:
+            deadline = time.monotonic() + REMOVE_WAIT_S
+        for group in self.tree():
+            group.rmdir(deadline)
 
     def attach_self(self) -> None:
         """Write our pid into cgroup.procs with raw syscalls: safe between fork and exec."""
@@ -160,28 +187,23 @@ class CgroupDir:
             os.close(fd)
 
     def signal_all(self, sig: int) -> None:
-        for pid in self.procs():
+        """`sig` to every process of the subtree."""
+        for pid in self.tree_procs():
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
 
-def stale_dirs(parent: Path) -> list[Path]:
-    try:
-        return [child for child in parent.iterdir() if child.is_dir() and is_stale(child.name)]
-    except OSError:
-        return []
-
-
 def kill_until_empty(group: CgroupDir, via_kill_file: bool, deadline_s: float = 5.0) -> None:
-    """SIGKILL every task until the group is empty; cgroup.kill makes it one race-free write."""
+    """SIGKILL every task of the subtree until it is empty; `cgroup.kill` (cgroup v2) kills
+    the whole subtree in one race-free write."""
     deadline = time.monotonic() + deadline_s
-    while group.procs():
+    while group.tree_procs():
         if via_kill_file:
             group.write("cgroup.kill", 1)
         else:
             group.signal_all(signal.SIGKILL)
         if time.monotonic() > deadline:
-            raise BackendError(f"processes in {group.path} survived SIGKILL")
+            raise CleanupError(group.path, "empty", None, "processes survived SIGKILL")
         time.sleep(0.005)

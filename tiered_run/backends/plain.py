@@ -22,6 +22,7 @@ class PlainBackend(Backend):
 
     def __init__(self) -> None:
         self._root: int | None = None
+        self._helpers: set[int] = set()
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -47,6 +48,8 @@ class PlainBackend(Backend):
         except psutil.NoSuchProcess:
             return []
         for proc in descendants:
+            if proc.pid in self._helpers:
+                continue
             try:
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     if proc.pid != self._root and proc.ppid() == me:
@@ -83,6 +86,9 @@ class PlainBackend(Backend):
 
     def freeze(self, frozen: bool) -> None:
         self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def exclude(self, pid: int) -> None:
+        self._helpers.add(pid)
 
     def remove(self) -> None:
         self._root = None

@@ -7,32 +7,47 @@ created, delegated, around a placeholder process (`systemd-run --scope ... sleep
 keeps it alive until tiered-run has read the final counters; the workload runs in a leaf
 of our own inside it, made by the cgroup2 backend (unified hierarchy) or the cgroup1
 backend (hybrid, where systemd does not manage cpusets, so that group stays ours).
+
+A scope is stale when the lock on that leaf is free (see ownership): its owner is gone.
+The placeholder dies with tiered-run (PR_SET_PDEATHSIG), so a scope whose owner died
+before making its leaf empties and is collected by systemd itself. Every systemctl call is
+bounded, so a slow or stuck systemd never holds up a start.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tiered_run.backends.base import Backend, Usage
+from tiered_run.backends.base import Backend, CleanupError, Usage
 from tiered_run.backends.cgroup1 import Cgroup1Backend
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import (
     PREFIX,
     CgroupDir,
-    is_stale,
+    Mount,
     own_cgroups,
     parse_proc_cgroup,
     system_mounts,
 )
+from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.errors import BackendError
 from tiered_run.spec import Limits
 from tiered_run.units import format_cpus
 
 _PLACEMENT_WAIT_S = 30.0  # systemd under emulation can be slow to answer
+_SYSTEMCTL_WAIT_S = 10.0  # for one systemctl call; systemd answers in milliseconds normally
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:  # runs in the placeholder between fork and exec
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def tier_slice(tier: str | None) -> str:
@@ -72,6 +87,7 @@ class SystemdBackend(Backend):
         self._view: Backend | None = None
         self._holder: subprocess.Popen[bytes] | None = None
         self._extra: list[CgroupDir] = []
+        self._keep: Owned | None = None
         self.capabilities = frozenset()
 
     @classmethod
@@ -95,20 +111,22 @@ class SystemdBackend(Backend):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )
         paths = self._wait_for_scope()
         if self._unified:
             mount = next(m for m in self._mounts if m.version == 2)
             scope = mount.path / paths[""].lstrip("/")
             # No processes where controllers are delegated: the placeholder gets a leaf too.
-            keep = CgroupDir(scope / f"{PREFIX}{run_id}-keep")
-            keep.mkdir()
-            keep.write("cgroup.procs", self._holder.pid)
-            self._view = Cgroup2Backend(mount, parent=scope)
+            self._keep = claim(scope / f"{PREFIX}{run_id}-keep")
+            CgroupDir(self._keep.path).write("cgroup.procs", self._holder.pid)
+            self._view = Cgroup2Backend(mount, parent=scope, owned_above=1)
         else:
             own = own_cgroups()
             self._view = Cgroup1Backend(
-                self._mounts, {**own, **{k: paths[k] for k in _SCOPED_V1 if k in paths}}
+                self._mounts,
+                {**own, **{k: paths[k] for k in _SCOPED_V1 if k in paths}},
+                owned_above=1,  # the scope's memcg, which carries MemoryMax too
             )
             # Every other hierarchy: join the scope wherever systemd put it (devices, blkio...).
             self._extra = [
@@ -178,24 +196,21 @@ class SystemdBackend(Backend):
                 self._holder.wait()
                 self._holder.stderr.close()
                 self._holder = None
+            if self._keep is not None:
+                self._keep.release()  # systemd removes it with the scope
+                self._keep = None
             if self.unit is not None:
-                _stop_unit(self.unit)
-                self.unit = None
+                unit, self.unit = self.unit, None
+                if _systemctl("stop", unit) is None:
+                    raise CleanupError(Path(unit), "stop", None, "systemctl stop did not finish")
 
     def cleanup_stale(self) -> list[str]:
-        """Stop scopes of runs whose tiered-run is gone, and remove our own stale groups."""
-        listed = subprocess.run(
-            ["systemctl", "list-units", "--all", "--plain", "--no-legend", f"{PREFIX}*.scope"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split("\n")
+        """Stop the scopes whose owner is gone (the lock on their leaf is free), and remove
+        our own stale groups outside them. Never raises; each systemctl call is bounded."""
         removed = []
-        for line in listed:
-            unit = line.split(" ", 1)[0]
-            if unit.endswith(".scope") and is_stale(unit.removesuffix(".scope")):
-                _stop_unit(unit)
-                removed.append(unit)
+        unified = next((m for m in self._mounts if m.version == 2), None)
+        if unified is not None:
+            removed += _stop_stale_scopes(unified)
         if not self._unified:
             removed += Cgroup1Backend(self._mounts).cleanup_stale()
         return removed
@@ -207,8 +222,49 @@ _SCOPED_V1 = ("memory", "pids", "cpuacct", "")
 _VIEW_V1 = frozenset({"memory", "pids", "cpuacct", "cpuset", "freezer"})
 
 
-def _stop_unit(unit: str) -> None:
-    """Stop the scope (killing anything left in it); an already-gone unit is fine."""
-    subprocess.run(
-        ["systemctl", "stop", unit], capture_output=True, check=False, stdin=subprocess.DEVNULL
-    )
+def _systemctl(*args: str) -> str | None:
+    """systemctl's output, or None if it failed to run or did not answer in time."""
+    try:
+        done = subprocess.run(
+            ["systemctl", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=_SYSTEMCTL_WAIT_S,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def _stop_stale_scopes(unified: Mount) -> list[str]:
+    listed = _systemctl("list-units", "--all", "--plain", "--no-legend", f"{PREFIX}*.scope")
+    units = [
+        word
+        for line in (listed or "").splitlines()
+        for word in line.split()[:2]
+        if word.startswith(PREFIX) and word.endswith(".scope")
+    ]
+    if not units:
+        return []
+    shown = _systemctl("show", "--property=Id,ControlGroup", *units) or ""
+    groups: dict[str, str] = {}
+    for block in shown.split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if fields.get("Id") and fields.get("ControlGroup"):
+            groups[fields["Id"]] = fields["ControlGroup"]
+    removed = []
+    for unit, group in groups.items():
+        leaf = unified.path / group.lstrip("/") / unit.removesuffix(".scope")
+        stale = judge(leaf)
+        if stale is None:
+            continue
+        try:
+            if stale.may_kill:
+                _systemctl("kill", "--signal=SIGKILL", unit)
+                if _systemctl("stop", "--no-block", unit) is not None:
+                    removed.append(unit)
+        finally:
+            stale.release()
+    return removed
