@@ -70,17 +70,27 @@ class Recommendation:
     peak_memory_source: str | None
     wall_s: float
     headroom: float
+    # The part of the peak that cannot be reclaimed (anon + shmem + kernel); page cache
+    # shrinks under a lower ceiling instead of failing, so the ceilings come from this.
+    peak_unreclaimable: int | None = None
 
     def toml(self, tier: str | None) -> str:
         peak = "unknown" if self.peak_memory is None else format_size(self.peak_memory)
+        basis = (
+            f"memory from the part that cannot be reclaimed (anon + shmem + kernel), "
+            f"{format_size(self.peak_unreclaimable)} at its peak; the peak with page cache "
+            f"was {peak}"
+            if self.peak_unreclaimable is not None
+            else f"memory from the peak, {peak} ({self.peak_memory_source or 'not measured'})"
+        )
         lines = [
-            f"# paste into [tiers.{tier or 'NAME'}]: peak memory {peak}"
-            f" ({self.peak_memory_source or 'not measured'}), wall {format_duration(self.wall_s)},"
+            f"# paste into [tiers.{tier or 'NAME'}]: {basis}; wall {format_duration(self.wall_s)};"
             f" headroom x{self.headroom:g}",
         ]
         if self.memory is not None:
             lines.append(f'memory = "{self.memory}"')
-            lines.append(f'memory_high = "{self.memory_high}"')
+            if self.memory_high is not None:
+                lines.append(f'memory_high = "{self.memory_high}"')
         lines.append(f'timeout = "{self.timeout}"')
         return "\n".join(lines) + "\n"
 
@@ -113,6 +123,7 @@ class CalibrationReport:
                 "memory_high": rec.memory_high,
                 "timeout": rec.timeout,
                 "peak_memory_bytes": rec.peak_memory,
+                "peak_memory_unreclaimable_bytes": rec.peak_unreclaimable,
                 "wall_s": rec.wall_s,
                 "headroom": rec.headroom,
                 "toml": rec.toml(self.tier),
@@ -199,13 +210,21 @@ def readable_duration(seconds: float) -> str:
 
 
 def recommend(report: RunReport, headroom: float) -> Recommendation:
-    """memory = peak x headroom, memory_high = the peak, timeout = wall x headroom; all
-    rounded up to values a person would write."""
+    """memory = need x headroom, memory_high = the need, timeout = wall x headroom; all
+    rounded up to values a person would write. The need is the part of the peak that
+    cannot be reclaimed where the report has it (page cache is reclaimed at a ceiling, it
+    does not kill), else the whole peak. A soft ceiling that rounds to the hard one is left
+    out: it would say nothing."""
     peak = report.peak_memory_bytes
+    need = report.peak_memory_unreclaimable_bytes
+    if need is None or (peak is not None and need > peak):
+        need = peak
     memory = memory_high = None
-    if peak is not None:
-        memory_high = readable_size(peak)
-        memory = readable_size(max(math.ceil(peak * headroom), parse_size(memory_high)))
+    if need is not None:
+        memory_high = readable_size(need)
+        memory = readable_size(max(math.ceil(need * headroom), parse_size(memory_high)))
+        if memory_high == memory:
+            memory_high = None
     return Recommendation(
         memory=memory,
         memory_high=memory_high,
@@ -214,6 +233,7 @@ def recommend(report: RunReport, headroom: float) -> Recommendation:
         peak_memory_source=report.peak_memory_source,
         wall_s=report.wall_s,
         headroom=headroom,
+        peak_unreclaimable=report.peak_memory_unreclaimable_bytes,
     )
 
 

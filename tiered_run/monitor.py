@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tiered_run.backends.base import Backend, Usage
+from tiered_run.backends.base import Backend, MemorySplit, Usage
 from tiered_run.machine import HostReader, HostState, read_cpu_busy
 from tiered_run.policy import Breach, find_breach, load_breach, load_over, over_memory_high
 from tiered_run.reaper import reap_orphans
@@ -132,9 +132,26 @@ class Peaks:
     memory_available_min: int | None = None
     protected_busy: float | None = None
     memory_high_exceeded: bool = False
+    # The split of the sample with the highest use, and that use.
+    split: MemorySplit | None = None
+    split_of: int = 0
+
+    @property
+    def unreclaimable(self) -> int | None:
+        """The peak less the page cache there was at the sample nearest to it.
+
+        A kernel peak counter has no split, and samples can miss the moment of the peak, so
+        only the cache is taken off (it could be reclaimed); whatever the samples did not
+        see counts as needed. Never below what a sample saw needed."""
+        if self.split is None or self.memory is None:
+            return None
+        return max(self.split.unreclaimable, self.memory - self.split.file)
 
     def add_usage(self, usage: Usage) -> None:
         self.memory = _max(self.memory, usage.memory, usage.memory_peak)
+        split = usage.memory_split
+        if split is not None and usage.memory is not None and usage.memory >= self.split_of:
+            self.split, self.split_of = split, usage.memory
         self.tasks = _max(self.tasks, usage.tasks, usage.tasks_peak)
         self.cpu_s = _max(self.cpu_s, usage.cpu_s)
         if usage.cpus_used:  # an empty set: no process was seen, so nothing is known

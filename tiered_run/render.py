@@ -161,6 +161,8 @@ def _rows(report: RunReport) -> list[tuple[str, str | None]]:
         ("wall time", _of(format_duration(report.wall_s), _limit_duration(report, "timeout_s"))),
         ("CPU time", _cpu_time(report)),
         ("peak memory", _memory(report)),
+        ("not reclaimable", _memory_kept(report)),
+        ("memory measured", report.peak_memory_method),
         ("peak tasks", _tasks(report)),
         ("CPUs allowed", _cpu_set(report.cpus) if report.cpus else "unknown"),
         ("CPUs used", "unknown" if report.cpus_seen is None else _cpu_set(report.cpus_seen)),
@@ -246,6 +248,17 @@ def _memory(report: RunReport) -> str:
         notes.append("sampled")
     text = _of(text, None if not ceiling else format_size(ceiling))
     return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def _memory_kept(report: RunReport) -> str | None:
+    """The part of the peak that page cache does not explain: what a ceiling must leave."""
+    kept, split = report.peak_memory_unreclaimable_bytes, report.memory_split
+    if kept is None or split is None:
+        return None
+    names = (("anon", "anon_bytes"), ("shmem", "shmem_bytes"), ("kernel", "kernel_bytes"))
+    parts = [f"{name} {format_size(split[key])}" for name, key in names if split.get(key)]
+    parts.append(f"page cache {format_size(split.get('file_bytes') or 0)}")
+    return f"at most {format_size(kept)} of the peak; nearest sample: {', '.join(parts)}"
 
 
 def _cpu_set(cpus: tuple[int, ...]) -> str:

@@ -128,6 +128,12 @@ class RunReport:
     ended_at: str | None = None
     hostname: str = ""
     tiered_run_version: str = ""
+    # How peak_memory_bytes was obtained (a kernel peak counter, or sampled, and how often).
+    peak_memory_method: str | None = None
+    # The highest the part that cannot be reclaimed (anon + shmem + kernel memory) was, and
+    # the split of the memory at that moment: the peak above also counts page cache.
+    peak_memory_unreclaimable_bytes: int | None = None
+    memory_split: dict[str, int | None] | None = None
     events: tuple[Event, ...] = ()
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
 

@@ -322,6 +322,18 @@ class Supervisor:
             code = exit_code_for(outcome, returncode, signum)
         return _End(outcome, message, code, returncode, signum, leftovers, wall)
 
+    def _memory_method(self) -> str:
+        """How the peak memory was obtained, for the report (what calibrate builds on)."""
+        caps, every = self.backend.capabilities, f"every {self.spec.interval:g} s"
+        if Capability.MEMORY_PEAK in caps:
+            return "the kernel's peak for the run's cgroup (page cache included)"
+        if Capability.MEMORY_LIMIT in caps:
+            return f"the cgroup's current use sampled {every} (page cache included)"
+        return (
+            f"PSS of the tree's processes sampled {every} (shared pages counted once), "
+            "at least the main process's peak RSS (wait4)"
+        )
+
     def _report(self, started_at: str, monitor: Monitor, end: _End) -> RunReport:
         spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
         host_end = monitor.host_last
@@ -376,6 +388,9 @@ class Supervisor:
             ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
             hostname=os.uname().nodename,
             tiered_run_version=__version__,
+            peak_memory_method=None if not peaks.memory else self._memory_method(),
+            peak_memory_unreclaimable_bytes=peaks.unreclaimable,
+            memory_split=None if peaks.split is None else peaks.split.to_dict(),
             events=tuple(monitor.events),
             timeline=monitor.timeline.finished(),
         )

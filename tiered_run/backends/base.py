@@ -41,6 +41,34 @@ class Ceiling:
 
 
 @dataclass(frozen=True)
+class MemorySplit:
+    """What a memory figure is made of, in bytes (memory.stat; smaps_rollup's Pss_* lines
+    for sampled backends): anonymous memory, page cache (without shared memory), shared
+    memory (tmpfs, /dev/shm, which the kernel counts as cache) and kernel memory.
+
+    Page cache is reclaimed under pressure and is not what takes a machine down; the rest
+    cannot be reclaimed without swap, which is what a ceiling has to leave room for.
+    """
+
+    anon: int
+    file: int
+    shmem: int
+    kernel: int | None = None  # None where it cannot be told (sampled backends)
+
+    @property
+    def unreclaimable(self) -> int:
+        return self.anon + self.shmem + (self.kernel or 0)
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {
+            "anon_bytes": self.anon,
+            "file_bytes": self.file,
+            "shmem_bytes": self.shmem,
+            "kernel_bytes": self.kernel,
+        }
+
+
+@dataclass(frozen=True)
 class Usage:
     """One sample of the run's resource use; None where this backend cannot measure it.
 
@@ -61,6 +89,7 @@ class Usage:
     memory_high_events: int = 0
     oom_site: OomSite = OomSite.OWN
     oom_ceiling: Ceiling | None = None
+    memory_split: MemorySplit | None = None
 
 
 class CleanupError(BackendError):

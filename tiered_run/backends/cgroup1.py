@@ -18,7 +18,7 @@ from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, CleanupError, Usage
+from tiered_run.backends.base import Backend, Capability, CleanupError, MemorySplit, Usage
 from tiered_run.backends.cgroupfs import (
     PREFIX,
     REMOVE_WAIT_S,
@@ -60,6 +60,8 @@ _SAMPLED = {
         "memory.max_usage_in_bytes",
         "memory.oom_control",
         "memory.failcnt",
+        "memory.stat",
+        "memory.kmem.usage_in_bytes",
     ),
     "pids": ("pids.current", "pids.peak", "pids.events"),
     "cpuacct": ("cpuacct.usage_percpu",),
@@ -75,6 +77,16 @@ _V1_CAPABILITIES = frozenset(
         Capability.FREEZE,
     }
 )
+
+
+def v1_split(stat: dict[str, int], kmem: int | None) -> MemorySplit | None:
+    """memory.stat of cgroup v1, whole subtree (`total_*`): `cache` includes shmem; the
+    kernel memory is memory.kmem.usage_in_bytes, which usage_in_bytes includes."""
+    if "total_rss" not in stat:
+        return None
+    shmem = stat.get("total_shmem", 0)
+    cache = stat.get("total_cache", 0)
+    return MemorySplit(stat["total_rss"], max(0, cache - shmem), shmem, kmem)
 
 
 class Cgroup1Backend(Backend):
@@ -189,6 +201,9 @@ class Cgroup1Backend(Backend):
             oom_kills=killed.kills,
             oom_site=killed.site,
             oom_ceiling=killed.ceiling,
+            memory_split=v1_split(
+                memory.keyed("memory.stat"), memory.int("memory.kmem.usage_in_bytes")
+            ),
         )
 
     def _oom(self, memory: HeldFiles) -> oom.OomReading:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.base import Backend, Capability, MemorySplit, Usage
 from tiered_run.backends.cgroupfs import (
     GONE,
     PREFIX,
@@ -48,6 +48,7 @@ _SAMPLED = (
     "memory.peak",
     "memory.events",
     "memory.events.local",
+    "memory.stat",
     "pids.current",
     "pids.peak",
     "pids.events",
@@ -110,6 +111,19 @@ def _default_mount() -> Mount:
         if mount.version == 2:
             return mount
     raise BackendError("no cgroup2 filesystem is mounted")
+
+
+def v2_split(stat: dict[str, int]) -> MemorySplit | None:
+    """memory.stat of cgroup v2: `file` includes shmem; `kernel` (Linux 5.18+) is the sum of
+    the kernel's own lines, which older kernels give one by one."""
+    if "anon" not in stat:
+        return None
+    kernel = stat.get("kernel")
+    if kernel is None:
+        parts = ("kernel_stack", "pagetables", "percpu", "sock", "slab")
+        kernel = sum(stat.get(part, 0) for part in parts)
+    shmem = stat.get("shmem", 0)
+    return MemorySplit(stat["anon"], max(0, stat.get("file", 0) - shmem), shmem, kernel)
 
 
 class Cgroup2Backend(Backend):
@@ -279,7 +293,7 @@ class Cgroup2Backend(Backend):
         if self._counters is None:
             self._counters = HeldFiles(run.path, _SAMPLED)
         counters, controllers = self._counters, self._controllers
-        memory = memory_peak = tasks = tasks_peak = None
+        memory = memory_peak = tasks = tasks_peak = split = None
         memory_high_events = tasks_refused = 0
         killed = oom.OomReading()
         if "memory" in controllers:
@@ -288,6 +302,7 @@ class Cgroup2Backend(Backend):
             events = counters.keyed("memory.events")
             memory_high_events = events.get("high", 0)
             killed = self._oom(events, counters.keyed("memory.events.local"))
+            split = v2_split(counters.keyed("memory.stat"))
         if "pids" in controllers:
             tasks = counters.int("pids.current")
             tasks_peak = counters.int("pids.peak")
@@ -295,13 +310,14 @@ class Cgroup2Backend(Backend):
         if not {"memory", "pids"} <= controllers:
             totals = measure(run.tree_procs())
             if "memory" not in controllers:
-                memory = totals.rss
+                memory, split = totals.memory, totals.split
             if "pids" not in controllers:
                 tasks = totals.threads
         usage_usec = counters.keyed("cpu.stat").get("usage_usec")
         return Usage(
             memory=memory,
             memory_peak=memory_peak,
+            memory_split=split,
             tasks=tasks,
             tasks_peak=tasks_peak,
             cpu_s=usage_usec / 1e6 if usage_usec is not None else None,

@@ -63,7 +63,8 @@ class PlainBackend(Backend):
     def sample(self) -> Usage:
         totals = measure(self._tree())
         return Usage(
-            memory=totals.rss or None,
+            memory=totals.memory or None,
+            memory_split=totals.split if totals.memory else None,
             tasks=totals.threads,
             cpu_s=totals.cpu_s,
             cpus_used=totals.cpus,

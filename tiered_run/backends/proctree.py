@@ -10,31 +10,68 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tiered_run.backends.base import MemorySplit
+
 
 @dataclass(frozen=True)
 class Totals:
-    rss: int
+    """What live processes use together. `memory` is their proportional set size (PSS):
+    a page shared by N of them counts 1/N in each, so a copy-on-write buffer shared by
+    forked children counts once, as a cgroup would count it. Where a process's
+    smaps_rollup cannot be read, its RSS stands in (`exact` is then False)."""
+
+    memory: int
+    split: MemorySplit
     threads: int
     cpu_s: float
     cpus: frozenset[int]
+    exact: bool = True
 
 
 def measure(pids: Iterable[int]) -> Totals:
-    """RSS, threads, CPU time and last CPU of live processes; vanished ones are skipped."""
+    """PSS, threads, CPU time and last CPU of live processes; vanished ones are skipped."""
     import psutil
 
-    rss = threads = 0
+    memory = anon = file = shmem = threads = 0
+    exact = True
     cpu = 0.0
     cpus = set()
     for pid in pids:
         try:
             proc = psutil.Process(pid)
             with proc.oneshot():
-                rss += proc.memory_info().rss
+                pss = _pss(pid)
+                if pss is None:
+                    exact = False
+                    rss = proc.memory_info().rss
+                    memory, anon = memory + rss, anon + rss
+                else:
+                    memory += pss[0]
+                    anon, file, shmem = anon + pss[1], file + pss[2], shmem + pss[3]
                 threads += proc.num_threads()
                 times = proc.cpu_times()
                 cpu += times.user + times.system
                 cpus.add(proc.cpu_num())
         except psutil.NoSuchProcess:
             continue
-    return Totals(rss, threads, cpu, frozenset(cpus))
+    return Totals(memory, MemorySplit(anon, file, shmem), threads, cpu, frozenset(cpus), exact)
+
+
+_PSS_KEYS = {b"Pss:": 0, b"Pss_Anon:": 1, b"Pss_File:": 2, b"Pss_Shmem:": 3}
+
+
+def _pss(pid: int) -> tuple[int, int, int, int] | None:
+    """(Pss, Pss_Anon, Pss_File, Pss_Shmem) in bytes from /proc/PID/smaps_rollup (Linux
+    5.8+ for the split); None where it cannot be read (another user's process, gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            text = rollup.read()
+    except OSError:
+        return None
+    values = [0, 0, 0, 0]
+    for line in text.splitlines():
+        key, _, rest = line.partition(b" ")
+        index = _PSS_KEYS.get(key)
+        if index is not None:
+            values[index] = int(rest.split()[0]) * 1024
+    return values[0], values[1], values[2], values[3]
