@@ -376,3 +376,10 @@ def test_every_renderer_copes_with_arguments_paths_and_output_that_are_not_utf8(
     suite = ET.fromstring(xml.encode("utf-8"))  # well-formed, as a file would be read
     assert suite.find("testcase").get("name") == "printf '%s\\n' 'caf\\xe9'"
     assert headline(report) == "tiered-run: timeout: caf\\xe9"
+
+
+def test_control_characters_from_the_command_do_not_reach_the_terminal():
+    """An ESC sequence in an argument or step name must not drive the user's terminal."""
+    table = render_table(make_report(command=("sh", "-c", "exit 3", "\x1b[31mred")))
+    assert "\x1b" not in table
+    assert "\\x1b[31mred" in table

@@ -35,7 +35,7 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def headline(report: RunReport) -> str:
     """One line saying how the run ended; what `-q` prints and what the table starts with."""
     message = _one_line(report.message) or report.outcome.value
-    return printable(f"tiered-run: {message}")
+    return for_terminal(f"tiered-run: {message}")
 
 
 def never_started(report: RunReport) -> bool:
@@ -66,7 +66,7 @@ def render_table(report: RunReport) -> str:
         )
         if len(report.events) > MAX_EVENTS:
             lines.append(f"  ... {len(report.events) - MAX_EVENTS} more")
-    return printable("\n".join(lines) + "\n")
+    return for_terminal("\n".join(lines) + "\n")
 
 
 def render_json(report: RunReport) -> str:
@@ -125,7 +125,7 @@ def _one_line(text: str) -> str:
 
 
 def _xml_text(text: str) -> str:
-    return _XML_INVALID.sub("\ufffd", printable(text))
+    return _XML_INVALID.sub(_escape_char, printable(text))
 
 
 def printable(text: str) -> str:
@@ -137,6 +137,20 @@ def printable(text: str) -> str:
     except UnicodeEncodeError:  # a surrogate that no undecodable byte made
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
+
+
+# Control characters other than the newline: a command or step name carrying ESC
+# sequences must not drive the terminal that shows the table.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def for_terminal(text: str) -> str:
+    """`printable`, with control characters shown as `\\xNN` instead of acted on."""
+    return _CONTROL.sub(_escape_char, printable(text))
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 def _printable_tree(value: object) -> object:
@@ -334,12 +348,12 @@ def render_ladder_table(ladder: LadderReport) -> str:
     if notes:
         lines += ["", *notes]
     lines += ["", ladder_headline(ladder)]
-    return printable("\n".join(lines) + "\n")
+    return for_terminal("\n".join(lines) + "\n")
 
 
 def ladder_headline(ladder: LadderReport) -> str:
     """How the ladder ended, in one line; what `-q` prints on failure."""
-    return printable(
+    return for_terminal(
         f"tiered-run: ladder {ladder.name} {ladder.outcome.value} in"
         f" {format_duration(ladder.wall_s)}, exit code {ladder.exit_code}:"
         f" {_one_line(ladder.message)}"
@@ -405,7 +419,7 @@ def render_calibration_table(calibration: CalibrationReport) -> str:
     outcome = calibration.outcome.value
     what = outcome if outcome == "calibrated" else f"calibration {outcome}"
     verdict = f"tiered-run: {what}: {_one_line(calibration.message)}"
-    return printable(f"{table}\n\n{verdict}\n")
+    return for_terminal(f"{table}\n\n{verdict}\n")
 
 
 def render_dict_json(data: dict[str, object]) -> str:
