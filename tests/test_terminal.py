@@ -264,3 +264,19 @@ def _stopped_job(shell: OnTerminal) -> bool:
     """The background job's tiered-run (bash printed `[1] PID`) is stopped."""
     found = re.search(rb"\[1\] (\d+)", shell.output)
     return found is not None and _state(int(found.group(1))) == "T"
+
+
+def test_sigkill_of_tiered_run_ends_a_plain_tree_at_a_terminal(terminal, tmp_path):
+    """At a terminal the workload shares tiered-run's process group, so the watchdog could
+    not kill it by group: with the plain backend a setsid'd daemon survived a SIGKILL of
+    tiered-run. The watchdog now kills the tree as last sampled."""
+    pid_file = tmp_path / "daemon.pid"
+    code = DAEMON + "\nprint('ready', flush=True)\ntime.sleep(30)"
+    term = terminal(
+        "--backend", "plain", "--interval", "0.1", "--", PY, "-c", code, str(pid_file),
+        cwd=tmp_path,
+    )  # fmt: skip
+    term.wait_for_output(b"ready")
+    time.sleep(0.5)  # samples have told the watchdog the tree
+    term.proc.kill()
+    assert wait_for(lambda: gone(int(pid_file.read_text())), within=10)

@@ -177,3 +177,25 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
     finally:
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_sigkill_of_tiered_run_ends_a_plain_trees_setsid_daemon(tmp_path, spawned):
+    """Without cgroups the watchdog could only kill the workload's process group, so a
+    setsid'd daemon outlived a SIGKILLed tiered-run; it now kills the tree as last sampled."""
+    from workloads import DAEMON
+
+    pid_file = tmp_path / "daemon.pid"
+    proc = subprocess.Popen(
+        guard_argv(
+            "--backend", "plain", "--interval", "0.1", "--",
+            PY, "-c", DAEMON + "\ntime.sleep(30)", str(pid_file),
+        ),
+        cwd=tmp_path,
+    )  # fmt: skip
+    spawned.append(proc)
+    wait_for(pid_file.exists)
+    time.sleep(0.5)  # samples have told the watchdog the tree
+    proc.kill()
+    proc.wait()
+    daemon = int(pid_file.read_text())
+    wait_for(lambda: gone(daemon), within=10)

@@ -24,9 +24,11 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 
 from tiered_run.backends.base import Backend
+from tiered_run.backends.proctree import start_ticks
 
 OWNER_EXIT_WAIT_S = 5.0
 DONE_WAIT_S = 2.0  # the watchdog exits within microseconds of "done" unless it is stopped
@@ -47,30 +49,42 @@ class Sentinel:
         self.pid = pid
         self._sock: socket.socket | None = ours
         self._lost = False
+        self._lock = threading.Lock()
+        self._tracked: list[tuple[int, int]] = []
         backend.exclude(pid)
 
     def watch(self, pid: int) -> bool:
         """Tell the watchdog the workload's pid; whether the watchdog is still there."""
         return self._send(f"{pid}\n".encode())
 
+    def track(self, members: list[tuple[int, int]]) -> bool:
+        """The processes of the tree as (pid, start time), for a backend without cgroups
+        (plain): should tiered-run die, the watchdog kills those still the same."""
+        if members == self._tracked:
+            return not self._lost
+        self._tracked = members
+        return self._send(b"tree " + " ".join(f"{p}:{s}" for p, s in members).encode() + b"\n")
+
     def release(self) -> bool:
         """The run ended normally: the watchdog exits and is reaped. Returns whether it was
         still there to the end (False: it was killed, or had to be)."""
         there = self._send(b"done\n")
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
             there = self._reap() and there
         return there
 
     def _send(self, data: bytes) -> bool:
-        if self._lost or self._sock is None:
-            return False
-        try:
-            self._sock.sendall(data, socket.MSG_NOSIGNAL)
-        except OSError:
-            self._lost = True
-        return not self._lost
+        with self._lock:  # the monitor thread sends the tree while the main thread may end
+            if self._lost or self._sock is None:
+                return False
+            try:
+                self._sock.sendall(data, socket.MSG_NOSIGNAL)
+            except OSError:
+                self._lost = True
+            return not self._lost
 
     def _reap(self) -> bool:
         """Wait for the watchdog to exit; one that does not (stopped) is killed. Whether it
@@ -93,6 +107,16 @@ class Sentinel:
         return False
 
 
+def _kill_listed(tree: bytes) -> None:  # pragma: no cover - forked child
+    """SIGKILL the processes of the last tree tiered-run sent (`tree PID:START ...`), each
+    only if it is still the process that was sent (same start time: pids are reused)."""
+    for word in tree.split()[1:]:
+        pid, _, start = word.partition(b":")
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            if start_ticks(int(pid)) == int(start):
+                os.kill(int(pid), signal.SIGKILL)
+
+
 def _watch(fd: int, owner: int, backend: Backend) -> None:  # pragma: no cover - forked child
     os.setsid()
     for sig in _IGNORED:
@@ -104,16 +128,22 @@ def _watch(fd: int, owner: int, backend: Backend) -> None:  # pragma: no cover -
     # held here would make tiered-run's runs look alive after it died.
     os.closerange(3, fd)
     os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-    data = b""
-    while chunk := os.read(fd, 4096):
-        data += chunk
-        if b"done" in data.split():
-            return
-    words = data.split()
+    main, tree, pending = None, b"", b""
+    while chunk := os.read(fd, 65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line == b"done":
+                return
+            if line.startswith(b"tree "):
+                tree = line  # only the latest: the line is resent whenever the tree changes
+            elif line.isdigit():
+                main = int(line)
     with contextlib.suppress(Exception):
         backend.kill(signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, IndexError):
-        os.killpg(int(words[-1]), signal.SIGKILL)  # the plain backend's tree
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if main is not None:
+            os.killpg(main, signal.SIGKILL)  # the plain backend's tree, without a terminal
+    _kill_listed(tree)
     deadline = time.monotonic() + OWNER_EXIT_WAIT_S
     while os.getppid() == owner and time.monotonic() < deadline:
         time.sleep(0.002)

@@ -172,6 +172,7 @@ class Supervisor:
             backend.create(self.run_id, spec.limits)
             # After create: a backend may have moved tiered-run into a leaf cgroup first.
             sentinel = Sentinel(backend)
+            backend.report_tree(sentinel.track)
             # After the watchdog forked: it must not become one of our orphans.
             set_child_subreaper(True)
             monitor = self._notes = Monitor(

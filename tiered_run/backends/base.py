@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -161,4 +162,9 @@ class Backend(ABC):
     def exclude(self, pid: int) -> None:
         """`pid` is a helper of tiered-run's own (the watchdog), never part of the run; only a
         backend that finds the tree by walking processes needs to know."""
+        return None
+
+    def report_tree(self, callback: Callable[[list[tuple[int, int]]], object]) -> None:
+        """Hand the tree's processes to `callback` as they are sampled; a backend that can
+        kill through a cgroup has no need to (the watchdog kills the cgroup)."""
         return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from tiered_run.backends.base import Backend, Usage
-from tiered_run.backends.proctree import measure
+from tiered_run.backends.proctree import measure, start_ticks
 from tiered_run.spec import Limits
 
 
@@ -23,6 +24,7 @@ class PlainBackend(Backend):
     def __init__(self) -> None:
         self._root: int | None = None
         self._helpers: set[int] = set()
+        self._on_tree: Callable[[list[tuple[int, int]]], object] | None = None
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -60,8 +62,17 @@ class PlainBackend(Backend):
             pids.append(proc.pid)
         return pids
 
+    def report_tree(self, callback: Callable[[list[tuple[int, int]]], object]) -> None:
+        """Without a cgroup only a list can say what to kill should tiered-run die: each
+        sample hands the tree, as (pid, start time), to `callback` (the watchdog's)."""
+        self._on_tree = callback
+
     def sample(self) -> Usage:
-        totals = measure(self._tree())
+        pids = self._tree()
+        if self._on_tree is not None:
+            members = [(pid, start) for pid in pids if (start := start_ticks(pid)) is not None]
+            self._on_tree(members)
+        totals = measure(pids)
         return Usage(
             memory=totals.memory or None,
             memory_split=totals.split if totals.memory else None,
