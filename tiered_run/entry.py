@@ -68,4 +68,7 @@ def run_cli(args: list[str]) -> int:
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    """One line, safe for a terminal: a path in a message may hold any byte."""
+    from tiered_run.text import for_terminal
+
+    return for_terminal(" ".join(text.split()))

@@ -21,7 +21,7 @@ from tiered_run.policy import Breach, find_breach, load_breach, load_over, over_
 from tiered_run.reaper import reap_orphans
 from tiered_run.report import Event, TimelinePoint
 from tiered_run.spec import Limits, OnLoad
-from tiered_run.units import plural
+from tiered_run.units import format_size, plural
 
 TIMELINE_POINTS = 512
 HOST_PERIOD = 1.0  # host load/pressure/memory sampling when no ceiling depends on it
@@ -351,7 +351,9 @@ class Monitor:
         )
         if not self.peaks.memory_high_exceeded and over_memory_high(self._limits, usage):
             self.peaks.memory_high_exceeded = True
-            self.note("memory-high", "memory above the soft ceiling")
+            used = format_size(usage.memory) if usage.memory is not None else "memory"
+            ceiling = format_size(self._limits.memory_high or 0)
+            self.note("memory-high", f"{used} is above the {ceiling} soft ceiling")
         if self.breach is None and not self._stopping:
             breach = find_breach(
                 self._limits, usage, self.active(), self._backend.capabilities

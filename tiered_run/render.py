@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
 from tiered_run.report import Outcome, RunReport, signal_name
+from tiered_run.text import escape_char as _escape_char
+from tiered_run.text import for_terminal, printable
 from tiered_run.units import format_cpus, format_duration, format_size
 
 if TYPE_CHECKING:
@@ -128,31 +130,6 @@ def _xml_text(text: str) -> str:
     return _XML_INVALID.sub(_escape_char, printable(text))
 
 
-def printable(text: str) -> str:
-    """`text` as valid Unicode: bytes that were not UTF-8 become `\\xNN`."""
-    if text.isascii():
-        return text
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
-
-
-# Control characters other than the newline: a command or step name carrying ESC
-# sequences must not drive the terminal that shows the table.
-_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-
-
-def for_terminal(text: str) -> str:
-    """`printable`, with control characters shown as `\\xNN` instead of acted on."""
-    return _CONTROL.sub(_escape_char, printable(text))
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
-
-
 def _printable_tree(value: object) -> object:
     if isinstance(value, str):
         return printable(value)
@@ -258,6 +235,8 @@ def _memory(report: RunReport) -> str:
         return "unknown" if ceiling is None else f"unknown (ceiling {format_size(ceiling)})"
     text = format_size(peak)
     notes = [f"{peak / ceiling * 100:.0f} %"] if ceiling else []
+    if (soft := _limit_value(report, "memory_high_bytes")) is not None:
+        notes.append(f"soft ceiling {format_size(soft)}")
     if report.peak_memory_source == "sampled":
         notes.append("sampled")
     text = _of(text, None if not ceiling else format_size(ceiling))
