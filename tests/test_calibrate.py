@@ -9,7 +9,14 @@ import tomllib
 import pytest
 from conftest import IS_ROOT, run_cli
 
-from tiered_run.calibrate import (
+from tiered_run.errors import UsageError
+from tiered_run.host.machine import read_machine
+from tiered_run.inputs.config import load_config
+from tiered_run.inputs.plan import RunOptions
+from tiered_run.inputs.units import parse_duration, parse_size
+from tiered_run.model.report import EXIT_MEMORY, EXIT_TIMEOUT, Outcome, RunReport
+from tiered_run.model.spec import RunSpec
+from tiered_run.workflows.calibrate import (
     CalibrationOutcome,
     calibrate,
     escalate,
@@ -18,13 +25,6 @@ from tiered_run.calibrate import (
     recommend,
     schedule,
 )
-from tiered_run.config import load_config
-from tiered_run.errors import UsageError
-from tiered_run.machine import read_machine
-from tiered_run.plan import RunOptions
-from tiered_run.report import EXIT_MEMORY, EXIT_TIMEOUT, Outcome, RunReport
-from tiered_run.spec import RunSpec
-from tiered_run.units import parse_duration, parse_size
 
 PY = sys.executable
 MiB, GiB = 1024**2, 1024**3

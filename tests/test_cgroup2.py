@@ -17,7 +17,7 @@ from tiered_run.backends.base import Capability
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import CgroupDir, Mount, kill_until_empty, new_run_id
 from tiered_run.errors import BackendError
-from tiered_run.spec import Limits
+from tiered_run.model.spec import Limits
 
 MIB = 1024**2
 

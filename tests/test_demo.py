@@ -10,11 +10,11 @@ import sys
 import pytest
 from conftest import IS_ROOT
 
-from tiered_run.config import load_config
-from tiered_run.demo import demo_ladder
-from tiered_run.ladder_file import plan_ladder
-from tiered_run.machine import read_machine
-from tiered_run.report import Outcome
+from tiered_run.host.machine import read_machine
+from tiered_run.inputs.config import load_config
+from tiered_run.inputs.ladder_file import plan_ladder
+from tiered_run.model.report import Outcome
+from tiered_run.workflows.demo import demo_ladder
 
 EXPECTED = {
     "well-behaved": "exited",

@@ -23,11 +23,11 @@ from conftest import ONLINE_CPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiered_run import supervisor
-from tiered_run.entry import run_cli
-from tiered_run.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS
-from tiered_run.tiers import MAX_TASKS, TIER_KEYS
-from tiered_run.units import MAX_DURATION, MiB
+from tiered_run.cli.entry import run_cli
+from tiered_run.engine import supervisor
+from tiered_run.inputs.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS
+from tiered_run.inputs.units import MAX_DURATION, MiB
+from tiered_run.policy.tiers import MAX_TASKS, TIER_KEYS
 
 SETTINGS = settings(
     max_examples=150,

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from workloads import PY
 
-from tiered_run.config import parse_config
 from tiered_run.errors import UsageError
-from tiered_run.identity import login_environment, login_path, resolve_user
-from tiered_run.machine import Machine
-from tiered_run.plan import RunOptions, plan_run
-from tiered_run.spec import UserSpec
+from tiered_run.host.machine import Machine
+from tiered_run.inputs.config import parse_config
+from tiered_run.inputs.identity import login_environment, login_path, resolve_user
+from tiered_run.inputs.plan import RunOptions, plan_run
+from tiered_run.model.spec import UserSpec
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")

@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 from conftest import IS_ROOT, run_cli
 
-from tiered_run.config import load_config
 from tiered_run.errors import UsageError
-from tiered_run.health import Thresholds
-from tiered_run.ladder import (
+from tiered_run.host.machine import HostState, read_machine
+from tiered_run.inputs.config import load_config
+from tiered_run.inputs.ladder_file import load_ladder, parse_ladder, plan_ladder
+from tiered_run.model.report import EXIT_MEMORY, Outcome, RunReport
+from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.policy.settle import Thresholds
+from tiered_run.workflows.ladder import (
     EXIT_EXPECTATION,
     EXIT_UNHEALTHY,
     LadderOutcome,
     StepStatus,
     run_ladder,
 )
-from tiered_run.ladder_file import load_ladder, parse_ladder, plan_ladder
-from tiered_run.machine import HostState, read_machine
-from tiered_run.report import EXIT_MEMORY, Outcome, RunReport
-from tiered_run.spec import OnLoad, RunSpec
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ env = {{ LANG = "C" }}
 
 def test_every_key_the_format_accepts_works(tmp_path):
     # `cpu_weight = 100` failed ("expected a path string"); every documented key must plan.
-    from tiered_run.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS, TOP_KEYS
+    from tiered_run.inputs.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS, TOP_KEYS
 
     cpus = ",".join(str(c) for c in MACHINE.cpus[-1:])
     values = EVERY_VALUE.format(cpus=cpus)

@@ -9,7 +9,7 @@ import pytest
 from conftest import backend_params, run_cli
 from workloads import PY
 
-from tiered_run.units import parse_size
+from tiered_run.inputs.units import parse_size
 
 MiB = 1 << 20
 

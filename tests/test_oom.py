@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tiered_run.backends.base import Capability, Ceiling, OomSite, Usage
 from tiered_run.backends.oom import Ancestors, OomTally, reading, tally_v1, tally_v2, with_events
-from tiered_run.policy import find_breach
-from tiered_run.report import Outcome
-from tiered_run.spec import Limits
+from tiered_run.model.report import Outcome
+from tiered_run.model.spec import Limits
+from tiered_run.policy.breaches import find_breach
 
 MIB = 1 << 20
 INNER = ("tiered-run-p2-000002",)

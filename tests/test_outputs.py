@@ -21,7 +21,7 @@ import pytest
 from workloads import PY
 
 from tiered_run.errors import UsageError
-from tiered_run.outputs import OutputKind, check_output, open_log, write_atomically
+from tiered_run.host.outputs import OutputKind, check_output, open_log, write_atomically
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")

@@ -13,9 +13,9 @@ from conftest import guard_argv
 from workloads import PY
 
 from tiered_run.backends.plain import PlainBackend
-from tiered_run.report import Outcome
-from tiered_run.spec import Limits, RunSpec
-from tiered_run.supervisor import Supervisor
+from tiered_run.engine.supervisor import Supervisor
+from tiered_run.model.report import Outcome
+from tiered_run.model.spec import Limits, RunSpec
 
 HOLD_5_MIB = "import time; x = b'1' * (5 << 20); time.sleep(12)"
 EXIT_3 = "import sys; sys.exit(3)"

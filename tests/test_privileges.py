@@ -15,8 +15,8 @@ import pytest
 from conftest import AUTO_BACKEND, IS_ROOT, python_cmd, run_cli
 from workloads import MEMORY_HOG, PY
 
-from tiered_run import privileges
-from tiered_run.spec import Privileges
+from tiered_run.engine import privileges
+from tiered_run.model.spec import Privileges
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="the workloads here run as root")
 NOBODY = pwd.getpwnam("nobody")

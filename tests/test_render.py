@@ -6,8 +6,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tiered_run.render import headline, render_json, render_junit, render_table
-from tiered_run.report import EXIT_TIMEOUT, Event, HostSummary, Outcome, RunReport, TimelinePoint
+from tiered_run.model.report import (
+    EXIT_TIMEOUT,
+    Event,
+    HostSummary,
+    Outcome,
+    RunReport,
+    TimelinePoint,
+)
+from tiered_run.render.run import headline, render_json, render_junit, render_table
 
 MiB = 1024**2
 GiB = 1024**3

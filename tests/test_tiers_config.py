@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tiered_run.config import Config, load_config, parse_config
 from tiered_run.errors import UsageError
-from tiered_run.machine import Machine, read_machine
-from tiered_run.plan import RunOptions, plan_run
-from tiered_run.spec import OnLoad
-from tiered_run.tiers import (
+from tiered_run.host.machine import Machine, read_machine
+from tiered_run.inputs.config import Config, load_config, parse_config
+from tiered_run.inputs.plan import RunOptions, plan_run
+from tiered_run.inputs.units import NO_CEILING, format_cpus
+from tiered_run.model.spec import OnLoad
+from tiered_run.policy.tiers import (
     DEFAULT_TASKS_MAX,
     Tier,
     check_cpus,
@@ -20,7 +21,6 @@ from tiered_run.tiers import (
     memory_reserve,
     resolve_limits,
 )
-from tiered_run.units import NO_CEILING, format_cpus
 
 MiB, GiB = 1024**2, 1024**3
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "user-20cpu.toml"
@@ -590,7 +590,7 @@ def test_plan_with_user_sets_their_login_environment(monkeypatch):
 
 
 def test_plan_with_user_needs_root(monkeypatch):
-    monkeypatch.setattr("tiered_run.identity.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("tiered_run.inputs.identity.os.geteuid", lambda: 1000)
     host = machine(4)
     with pytest.raises(UsageError, match="needs root"):
         plan_run(("true",), RunOptions(user="root"), built_in(host), host)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from workloads import PY
 
-from tiered_run.trust import file_problem, path_problem
+from tiered_run.inputs.trust import file_problem, path_problem
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")

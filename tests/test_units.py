@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tiered_run.units import (
+from tiered_run.inputs.units import (
     NO_CEILING,
     format_cpus,
     format_duration,

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from tiered_run.entry import main
+from tiered_run.cli.entry import main
 
 main()

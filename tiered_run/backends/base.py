@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tiered_run.errors import BackendError
-from tiered_run.spec import Limits
+from tiered_run.model.spec import Limits
 
 
 class Capability(enum.Enum):

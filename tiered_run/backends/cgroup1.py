@@ -33,9 +33,9 @@ from tiered_run.backends.cgroupfs import (
 from tiered_run.backends.ownership import Owned, claim
 from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
-from tiered_run.heldfiles import HeldFiles
-from tiered_run.spec import Limits
-from tiered_run.units import format_cpus
+from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.inputs.units import format_cpus
+from tiered_run.model.spec import Limits
 
 CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
 

@@ -36,9 +36,9 @@ from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.backends.proctree import measure
 from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
-from tiered_run.heldfiles import HeldFiles
-from tiered_run.spec import Limits
-from tiered_run.units import format_cpus
+from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.inputs.units import format_cpus
+from tiered_run.model.spec import Limits
 
 # Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
 WANTED = ("cpuset", "memory", "pids", "cpu")

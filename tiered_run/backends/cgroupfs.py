@@ -18,7 +18,7 @@ from pathlib import Path
 from tiered_run.backends.base import CleanupError
 from tiered_run.backends.ownership import PREFIX, is_alive, is_stale, new_run_id
 from tiered_run.errors import BackendError
-from tiered_run.heldfiles import parse_keyed
+from tiered_run.host.heldfiles import parse_keyed
 
 __all__ = ["PREFIX", "CgroupDir", "Mount", "is_alive", "is_stale", "new_run_id"]
 

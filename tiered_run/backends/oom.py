@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tiered_run.backends.base import Ceiling, OomSite
 from tiered_run.backends.cgroupfs import CgroupDir
-from tiered_run.heldfiles import parse_keyed
+from tiered_run.host.heldfiles import parse_keyed
 
 Key = tuple[str, ...]  # a memcg's path below the run's directory; () is the run's own
 

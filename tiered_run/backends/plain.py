@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from tiered_run.backends.base import Backend, Usage
 from tiered_run.backends.proctree import measure, start_ticks
-from tiered_run.spec import Limits
+from tiered_run.model.spec import Limits
 
 
 class PlainBackend(Backend):

@@ -37,8 +37,8 @@ from tiered_run.backends.cgroupfs import (
 )
 from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.errors import BackendError
-from tiered_run.spec import Limits
-from tiered_run.units import format_cpus
+from tiered_run.inputs.units import format_cpus
+from tiered_run.model.spec import Limits
 
 _PLACEMENT_WAIT_S = 30.0  # systemd under emulation can be slow to answer
 _SYSTEMCTL_WAIT_S = 10.0  # for one systemctl call; systemd answers in milliseconds normally

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from tiered_run import signals, streams
 from tiered_run.cli.options import (
     DURATION,
     DURATIONS,
@@ -24,11 +23,12 @@ from tiered_run.cli.options import (
     verbose_option,
     write_report,
 )
-from tiered_run.config import load_config
 from tiered_run.errors import UsageError
-from tiered_run.machine import read_machine
-from tiered_run.plan import RunOptions
-from tiered_run.spec import OnLoad
+from tiered_run.host import signals, streams
+from tiered_run.host.machine import read_machine
+from tiered_run.inputs.config import load_config
+from tiered_run.inputs.plan import RunOptions
+from tiered_run.model.spec import OnLoad
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -80,8 +80,8 @@ def calibrate(
     \b
     tiered-run calibrate --memory-steps 12G,18G,20G --timeout 15m -- python3 chat.py --test
     """
-    from tiered_run import calibrate as cal
-    from tiered_run.render import render_calibration_table, render_dict_json
+    from tiered_run.render.run import render_calibration_table, render_dict_json
+    from tiered_run.workflows import calibrate as cal
 
     on_load = options.pop("on_load")
     check_outputs(report_path)

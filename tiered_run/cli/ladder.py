@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from tiered_run import signals, streams
 from tiered_run.cli.options import (
     EventPrinter,
     check_outputs,
@@ -17,8 +16,9 @@ from tiered_run.cli.options import (
     write_output,
     write_report,
 )
-from tiered_run.config import load_config
-from tiered_run.machine import read_machine
+from tiered_run.host import signals, streams
+from tiered_run.host.machine import read_machine
+from tiered_run.inputs.config import load_config
 
 
 @click.command()
@@ -32,7 +32,7 @@ def ladder(ladder_file: Path, keep_going: bool, **options: Any) -> int:
     \b
     tiered-run ladder examples/conservative-ladder.toml --report ladder.json
     """
-    from tiered_run.ladder_file import load_ladder
+    from tiered_run.inputs.ladder_file import load_ladder
 
     return _run_ladder(load_ladder(ladder_file), keep_going, **options)
 
@@ -43,7 +43,7 @@ def demo(**options: Any) -> int:
     """Show what the guard does on this machine: a built-in ladder of short workloads that
     each meet a ceiling (memory hog, escaping daemon, fork storm, timeout); exit 0 when
     every step ends as expected."""
-    from tiered_run.demo import demo_ladder
+    from tiered_run.workflows.demo import demo_ladder
 
     return _run_ladder(demo_ladder(), True, **options)
 
@@ -62,14 +62,14 @@ def _run_ladder(
     quiet: bool,
     verbose: bool,
 ) -> int:
-    from tiered_run.ladder import run_ladder
-    from tiered_run.ladder_file import plan_ladder
-    from tiered_run.render import (
+    from tiered_run.inputs.ladder_file import plan_ladder
+    from tiered_run.render.run import (
         ladder_headline,
         render_dict_json,
         render_ladder_junit,
         render_ladder_table,
     )
+    from tiered_run.workflows.ladder import run_ladder
 
     check_outputs(report_path, junit_path)
     machine = read_machine()

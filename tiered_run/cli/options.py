@@ -12,16 +12,13 @@ from typing import Any
 
 import click
 
-from tiered_run import streams
 from tiered_run.backends import CHOICES
 from tiered_run.errors import UsageError
-from tiered_run.identity import LOGIN_NAMES
-from tiered_run.outputs import OutputKind, check_distinct, check_output, write_atomically
-from tiered_run.plan import DEFAULT_INTERVAL
-from tiered_run.report import Event
-from tiered_run.spec import OnLoad, RunSpec
-from tiered_run.tiers import MAX_TASKS
-from tiered_run.units import (
+from tiered_run.host import streams
+from tiered_run.host.outputs import OutputKind, check_distinct, check_output, write_atomically
+from tiered_run.inputs.identity import LOGIN_NAMES
+from tiered_run.inputs.plan import DEFAULT_INTERVAL
+from tiered_run.inputs.units import (
     parse_cpus,
     parse_duration,
     parse_interval,
@@ -30,6 +27,9 @@ from tiered_run.units import (
     parse_size,
     parse_timeout,
 )
+from tiered_run.model.report import Event
+from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.policy.tiers import MAX_TASKS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

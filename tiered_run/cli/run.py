@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from tiered_run import signals, streams
 from tiered_run.cli.options import (
     EventPrinter,
     check_outputs,
@@ -23,12 +22,13 @@ from tiered_run.cli.options import (
     write_output,
     write_report,
 )
-from tiered_run.config import load_config
-from tiered_run.machine import read_machine
-from tiered_run.plan import RunOptions, plan_run
-from tiered_run.spec import OnLoad
-from tiered_run.tiers import cpu_list, protected_tiers
-from tiered_run.units import format_cpus, format_duration, format_size
+from tiered_run.host import signals, streams
+from tiered_run.host.machine import read_machine
+from tiered_run.inputs.config import load_config
+from tiered_run.inputs.plan import RunOptions, plan_run
+from tiered_run.inputs.units import format_cpus, format_duration, format_size
+from tiered_run.model.spec import OnLoad
+from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -55,8 +55,8 @@ def run(
     **options: Any,
 ) -> int:
     """Run COMMAND (no shell, argv as given) under the tier's ceilings."""
-    from tiered_run.render import headline, render_json, render_junit, render_table
-    from tiered_run.supervisor import run as supervise
+    from tiered_run.engine.supervisor import run as supervise
+    from tiered_run.render.run import headline, render_json, render_junit, render_table
 
     on_load = options.pop("on_load")
     check_outputs(report_path, junit_path, log)

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from tiered_run.errors import UsageError
-from tiered_run.machine import Machine
-from tiered_run.spec import Limits
-from tiered_run.units import format_cpus, format_size
+from tiered_run.host.machine import Machine
+from tiered_run.inputs.units import format_cpus, format_size
+from tiered_run.model.spec import Limits
 
 GiB = 1024**3
 DEFAULT_TASKS_MAX = 8192

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tiered_run.errors import UsageError
-from tiered_run.safepath import Opened, UnsafePath, open_parent, owner_name
+from tiered_run.host.safepath import Opened, UnsafePath, open_parent, owner_name
 
 _KERNEL_TREES = ("/proc", "/sys")
 # Report FIFOs opened by `check_output`, by (device, inode), until their report is written.

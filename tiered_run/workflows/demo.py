@@ -7,7 +7,7 @@ import sys
 import tomllib
 from importlib import resources
 
-from tiered_run.ladder_file import Ladder, parse_ladder
+from tiered_run.inputs.ladder_file import Ladder, parse_ladder
 
 DEMO_FILE = "demo.toml"
 PYTHON = "{python}"

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from itertools import pairwise
 
-from tiered_run.config import Config
 from tiered_run.errors import UsageError
-from tiered_run.machine import Machine
-from tiered_run.plan import RunOptions, plan_run
-from tiered_run.report import Event, Outcome, RunReport
-from tiered_run.spec import RunSpec
-from tiered_run.units import format_duration, format_size, parse_size, plural
+from tiered_run.host.machine import Machine
+from tiered_run.inputs.config import Config
+from tiered_run.inputs.plan import RunOptions, plan_run
+from tiered_run.inputs.units import format_duration, format_size, parse_size, plural
+from tiered_run.model.report import Event, Outcome, RunReport
+from tiered_run.model.spec import RunSpec
 
 CALIBRATION_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside
 DEFAULT_FACTOR = 1.5
@@ -253,7 +253,7 @@ def calibrate(
     if headroom < 1:
         raise UsageError(f"--headroom must be at least 1, e.g. 1.25; got {headroom:g}")
     if runner is None:
-        from tiered_run.supervisor import run as runner
+        from tiered_run.engine.supervisor import run as runner
     say = on_progress or (lambda _message: None)
     tier = config.tier(options.tier)
 

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tiered_run import signals
-from tiered_run.health import SettleResult, host_dict, wait_until_settled
-from tiered_run.ladder_file import Ladder, Step
-from tiered_run.machine import HostReader, HostState
-from tiered_run.report import Event, Outcome, RunReport, signal_name
-from tiered_run.spec import RunSpec
+from tiered_run.host import signals
+from tiered_run.host.machine import HostReader, HostState
+from tiered_run.inputs.ladder_file import Ladder, Step
+from tiered_run.model.report import Event, Outcome, RunReport, signal_name
+from tiered_run.model.spec import RunSpec
+from tiered_run.policy.settle import SettleResult, host_dict, wait_until_settled
 
 LADDER_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside; host pressure in _pct
 EXIT_UNHEALTHY = 120  # the host did not settle before a step
@@ -116,7 +116,7 @@ def run_ladder(
     signal N to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
     """
     if runner is None:
-        from tiered_run.supervisor import run as runner
+        from tiered_run.engine.supervisor import run as runner
     read = read_host or HostReader().read
     sleep = sleep or _sleep_unless_signalled
     say = on_progress or (lambda _message: None)

@@ -15,19 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from tiered_run import __version__, signals
+from tiered_run import __version__
 from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import new_run_id
+from tiered_run.engine.jobcontrol import StopWithTree, Terminal
+from tiered_run.engine.launch import SpawnError, spawn
+from tiered_run.engine.monitor import Ending, Monitor, terminate_tree
+from tiered_run.engine.tee import Tee
+from tiered_run.engine.watchdog import Sentinel
 from tiered_run.errors import BackendError
-from tiered_run.jobcontrol import StopWithTree, Terminal
-from tiered_run.launch import SpawnError, spawn
-from tiered_run.machine import HostReader, own_resident_bytes
-from tiered_run.monitor import Ending, Monitor, terminate_tree
-from tiered_run.outputs import open_log
-from tiered_run.policy import Breach, find_breach, kernel_enforced, not_enforced
-from tiered_run.reaper import reap_orphans, set_child_subreaper
-from tiered_run.report import (
+from tiered_run.host import signals
+from tiered_run.host.machine import HostReader, own_resident_bytes
+from tiered_run.host.outputs import open_log
+from tiered_run.host.reaper import reap_orphans, set_child_subreaper
+from tiered_run.inputs.units import plural
+from tiered_run.model.report import (
     EXIT_INTERNAL,
     Event,
     HostSummary,
@@ -36,10 +39,8 @@ from tiered_run.report import (
     exit_code_for,
     signal_name,
 )
-from tiered_run.sentinel import Sentinel
-from tiered_run.spec import RunSpec
-from tiered_run.tee import Tee
-from tiered_run.units import plural
+from tiered_run.model.spec import RunSpec
+from tiered_run.policy.breaches import Breach, find_breach, kernel_enforced, not_enforced
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tiered_run.errors import UsageError
-from tiered_run.spec import UserSpec
+from tiered_run.model.spec import UserSpec
 
 LOGIN_DEFS = Path("/etc/login.defs")
 # util-linux su's defaults, used where login.defs does not set ENV_PATH / ENV_SUPATH.

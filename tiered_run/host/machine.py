@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiered_run.heldfiles import HeldFiles
-from tiered_run.units import parse_cpus
+from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.inputs.units import parse_cpus
 
 PSI_RESOURCES = ("cpu", "memory", "io")
 

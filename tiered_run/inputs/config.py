@@ -10,16 +10,16 @@ from functools import partial
 from pathlib import Path
 
 from tiered_run.errors import UsageError
-from tiered_run.machine import Machine
-from tiered_run.tiers import MAX_TASKS, TIER_KEYS, Tier, default_tiers
-from tiered_run.trust import open_trusted
-from tiered_run.units import (
+from tiered_run.host.machine import Machine
+from tiered_run.inputs.trust import open_trusted
+from tiered_run.inputs.units import (
     parse_cpus,
     parse_duration,
     parse_number,
     parse_size,
     parse_timeout,
 )
+from tiered_run.policy.tiers import MAX_TASKS, TIER_KEYS, Tier, default_tiers
 
 DEFAULT_TIER = "batch"
 

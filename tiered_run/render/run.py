@@ -15,14 +15,14 @@ import shlex
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from tiered_run.report import Outcome, RunReport, signal_name
-from tiered_run.text import escape_char as _escape_char
-from tiered_run.text import for_terminal, printable
-from tiered_run.units import format_cpus, format_duration, format_size
+from tiered_run.inputs.units import format_cpus, format_duration, format_size
+from tiered_run.model.report import Outcome, RunReport, signal_name
+from tiered_run.render.text import escape_char as _escape_char
+from tiered_run.render.text import for_terminal, printable
 
 if TYPE_CHECKING:
-    from tiered_run.calibrate import CalibrationReport
-    from tiered_run.ladder import LadderReport
+    from tiered_run.workflows.calibrate import CalibrationReport
+    from tiered_run.workflows.ladder import LadderReport
 
 COMMAND_WIDTH = 70
 MAX_EVENTS = 10

@@ -12,16 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tiered_run.config import Config, convert_value, ranged
 from tiered_run.errors import UsageError
-from tiered_run.health import Thresholds
-from tiered_run.machine import Machine
-from tiered_run.plan import DEFAULT_INTERVAL, RunOptions, plan_run
-from tiered_run.report import Outcome
-from tiered_run.spec import OnLoad, RunSpec
-from tiered_run.tiers import TIER_KEYS
-from tiered_run.trust import open_trusted
-from tiered_run.units import parse_interval, parse_size, parse_timeout
+from tiered_run.host.machine import Machine
+from tiered_run.inputs.config import Config, convert_value, ranged
+from tiered_run.inputs.plan import DEFAULT_INTERVAL, RunOptions, plan_run
+from tiered_run.inputs.trust import open_trusted
+from tiered_run.inputs.units import parse_interval, parse_size, parse_timeout
+from tiered_run.model.report import Outcome
+from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.policy.settle import Thresholds
+from tiered_run.policy.tiers import TIER_KEYS
 
 LIMIT_KEYS = (TIER_KEYS - {"protected", "description"}) | {"load_max", "pressure_max", "on_load"}
 DEFAULT_KEYS = LIMIT_KEYS | {"cwd", "env"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from tiered_run import signals, stdio
+from tiered_run.host import signals, stdio
 
 EXIT_TOOL_ERROR = 125
 
@@ -28,7 +28,7 @@ def main() -> None:
     stdio.capture_inherited()
     signals.install()
     code = run_cli(sys.argv[1:])
-    from tiered_run import streams
+    from tiered_run.host import streams
 
     streams.settle_before_exit()
     sys.exit(code)
@@ -38,11 +38,11 @@ def run_cli(args: list[str]) -> int:
     """Run one command line; returns the exit code (never raises, never prints a traceback)."""
     import click
 
-    from tiered_run import streams
     from tiered_run.errors import TieredRunError
+    from tiered_run.host import streams
 
     try:
-        from tiered_run.cli import main as group
+        from tiered_run.cli.app import main as group
 
         result = group.main(args=args, prog_name="tiered-run", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -69,6 +69,6 @@ def run_cli(args: list[str]) -> int:
 
 def one_line(text: str) -> str:
     """One line, safe for a terminal: a path in a message may hold any byte."""
-    from tiered_run.text import for_terminal
+    from tiered_run.render.text import for_terminal
 
     return for_terminal(" ".join(text.split()))

@@ -6,14 +6,19 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiered_run.config import Config
 from tiered_run.errors import UsageError
-from tiered_run.identity import check_variable_names, login_environment, resolve_user
-from tiered_run.machine import Machine
-from tiered_run.outputs import OutputKind, check_output
-from tiered_run.spec import OnLoad, Privileges, RunSpec, UserSpec
-from tiered_run.tiers import check_protected, protected_tiers, reserve_warning, resolve_limits
-from tiered_run.units import MAX_INTERVAL
+from tiered_run.host.machine import Machine
+from tiered_run.host.outputs import OutputKind, check_output
+from tiered_run.inputs.config import Config
+from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
+from tiered_run.inputs.units import MAX_INTERVAL
+from tiered_run.model.spec import OnLoad, Privileges, RunSpec, UserSpec
+from tiered_run.policy.tiers import (
+    check_protected,
+    protected_tiers,
+    reserve_warning,
+    resolve_limits,
+)
 
 DEFAULT_INTERVAL = 0.25
 
@@ -100,7 +105,7 @@ def plan_run(
     privileges = Privileges(options.no_new_privileges, options.drop_caps)
     if privileges:
         # Imported only when asked for: it loads ctypes, which every start-up would pay.
-        from tiered_run.privileges import unsupported_reason
+        from tiered_run.engine.privileges import unsupported_reason
 
         if (problem := unsupported_reason(privileges)) is not None:
             raise UsageError(problem)

@@ -15,12 +15,12 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from tiered_run import signals, stdio
 from tiered_run.backends.base import Backend, Capability
+from tiered_run.engine.privileges import restrict
 from tiered_run.errors import TieredRunError
-from tiered_run.privileges import restrict
-from tiered_run.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
-from tiered_run.spec import RunSpec, UserSpec
+from tiered_run.host import signals, stdio
+from tiered_run.model.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
+from tiered_run.model.spec import RunSpec, UserSpec
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)

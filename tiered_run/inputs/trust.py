@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tiered_run.errors import UsageError
-from tiered_run.safepath import (
+from tiered_run.host.safepath import (
     UnsafePath,
     ancestors,
     directory_problem,

@@ -26,7 +26,7 @@ import errno
 import os
 import struct
 
-from tiered_run.spec import Privileges
+from tiered_run.model.spec import Privileges
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl
