@@ -14,7 +14,9 @@ from tiered_run.model.report import (
     RunReport,
     TimelinePoint,
 )
-from tiered_run.render.run import headline, render_json, render_junit, render_table
+from tiered_run.render.json import render_json
+from tiered_run.render.junit import render_junit
+from tiered_run.render.run import headline, render_table
 
 MiB = 1024**2
 GiB = 1024**3

@@ -82,7 +82,8 @@ def imports(bench: Bench) -> None:
         "import-cli": partial(importtime, "import tiered_run.cli.app", "cli"),
         "import-run": partial(
             importtime,
-            "import tiered_run.cli.app, tiered_run.render.run, tiered_run.engine.supervisor",
+            "import tiered_run.cli.app, tiered_run.render.run, tiered_run.render.json, "
+            "tiered_run.engine.supervisor",
             "run",
         ),
     }

@@ -80,7 +80,8 @@ def calibrate(
     \b
     tiered-run calibrate --memory-steps 12G,18G,20G --timeout 15m -- python3 chat.py --test
     """
-    from tiered_run.render.run import render_calibration_table, render_dict_json
+    from tiered_run.render.calibration import render_calibration_table
+    from tiered_run.render.json import render_dict_json
     from tiered_run.workflows import calibrate as cal
 
     on_load = options.pop("on_load")

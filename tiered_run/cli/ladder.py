@@ -63,12 +63,9 @@ def _run_ladder(
     verbose: bool,
 ) -> int:
     from tiered_run.inputs.ladder_file import plan_ladder
-    from tiered_run.render.run import (
-        ladder_headline,
-        render_dict_json,
-        render_ladder_junit,
-        render_ladder_table,
-    )
+    from tiered_run.render.json import render_dict_json
+    from tiered_run.render.junit import render_ladder_junit
+    from tiered_run.render.ladder import ladder_headline, render_ladder_table
     from tiered_run.workflows.ladder import run_ladder
 
     check_outputs(report_path, junit_path)

@@ -56,7 +56,9 @@ def run(
 ) -> int:
     """Run COMMAND (no shell, argv as given) under the tier's ceilings."""
     from tiered_run.engine.supervisor import run as supervise
-    from tiered_run.render.run import headline, render_json, render_junit, render_table
+    from tiered_run.render.json import render_json
+    from tiered_run.render.junit import render_junit
+    from tiered_run.render.run import headline, render_table
 
     on_load = options.pop("on_load")
     check_outputs(report_path, junit_path, log)

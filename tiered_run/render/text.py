@@ -29,3 +29,11 @@ def for_terminal(text: str) -> str:
 
 def escape_char(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
