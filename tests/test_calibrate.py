@@ -14,8 +14,9 @@ from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions
 from tiered_run.inputs.units import parse_duration, parse_size
-from tiered_run.model.report import EXIT_MEMORY, EXIT_TIMEOUT, Outcome, RunReport
+from tiered_run.model.report import Outcome, RunReport
 from tiered_run.model.spec import RunSpec
+from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TIMEOUT
 from tiered_run.workflows.calibrate import (
     CalibrationOutcome,
     calibrate,

@@ -15,16 +15,11 @@ from tiered_run.errors import UsageError
 from tiered_run.host.machine import HostState, read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.ladder_file import load_ladder, parse_ladder, plan_ladder
-from tiered_run.model.report import EXIT_MEMORY, Outcome, RunReport
+from tiered_run.model.report import Outcome, RunReport
 from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_MEMORY, EXIT_UNHEALTHY
 from tiered_run.policy.settle import Thresholds
-from tiered_run.workflows.ladder import (
-    EXIT_EXPECTATION,
-    EXIT_UNHEALTHY,
-    LadderOutcome,
-    StepStatus,
-    run_ladder,
-)
+from tiered_run.workflows.ladder import LadderOutcome, StepStatus, run_ladder
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]

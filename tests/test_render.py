@@ -6,14 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tiered_run.model.report import (
-    EXIT_TIMEOUT,
-    Event,
-    HostSummary,
-    Outcome,
-    RunReport,
-    TimelinePoint,
-)
+from tiered_run.model.report import Event, HostSummary, Outcome, RunReport, TimelinePoint
+from tiered_run.policy.exit_codes import EXIT_TIMEOUT
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
 from tiered_run.render.run import headline, render_table

@@ -20,8 +20,6 @@ import sys
 
 from tiered_run.host import signals, stdio
 
-EXIT_TOOL_ERROR = 125
-
 
 def main() -> None:
     stdio.ensure_standard_streams()
@@ -40,6 +38,7 @@ def run_cli(args: list[str]) -> int:
 
     from tiered_run.errors import TieredRunError
     from tiered_run.host import streams
+    from tiered_run.policy.exit_codes import EXIT_TOOL, signal_exit
 
     try:
         from tiered_run.cli.app import main as group
@@ -50,20 +49,20 @@ def run_cli(args: list[str]) -> int:
         code = exit_.exit_code
     except click.ClickException as err:
         streams.err(f"tiered-run: error: {one_line(err.format_message())}")
-        code = EXIT_TOOL_ERROR
+        code = EXIT_TOOL
     except click.exceptions.Abort:
         first = signals.first()
-        code = 128 + (first.signum if first else 2)
+        code = signal_exit(first.signum if first else 2)
     except TieredRunError as err:
         streams.err(f"tiered-run: error: {one_line(str(err))}")
         code = err.exit_code
     except Exception as err:  # a defect: still one line and a code CI can tell apart
         what = f"{type(err).__name__}: {one_line(str(err))}"
         streams.err(f"tiered-run: error: internal error: {what}")
-        code = EXIT_TOOL_ERROR
+        code = EXIT_TOOL
     unclaimed = signals.first() if not signals.claimed() else None
     if unclaimed is not None:
-        code = 128 + unclaimed.signum
+        code = signal_exit(unclaimed.signum)
     return code
 
 

@@ -29,6 +29,7 @@ from tiered_run.inputs.units import (
 )
 from tiered_run.model.report import Event
 from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.policy.exit_codes import EXIT_TOOL
 from tiered_run.policy.tiers import MAX_TASKS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -285,7 +286,7 @@ def stdout_or_error(code: int, what: str) -> int:
     if why is None:
         return code
     streams.err(f"tiered-run: error: {what} could not be written to stdout ({why})")
-    return 125
+    return EXIT_TOOL
 
 
 def print_progress(message: str) -> None:

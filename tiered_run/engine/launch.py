@@ -19,8 +19,8 @@ from tiered_run.backends.base import Backend, Capability
 from tiered_run.engine.privileges import restrict
 from tiered_run.errors import TieredRunError
 from tiered_run.host import signals, stdio
-from tiered_run.model.report import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from tiered_run.model.spec import RunSpec, UserSpec
+from tiered_run.policy.exit_codes import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TOOL
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -115,7 +115,7 @@ def _spawn_failed(err: Exception, error_read: int) -> SpawnError:
         detail = os.read(error_read, 4096).decode(errors="replace")
     except BlockingIOError:
         detail = ""
-    return SpawnError(f"could not start the workload: {detail or err}", EXIT_INTERNAL)
+    return SpawnError(f"could not start the workload: {detail or err}", EXIT_TOOL)
 
 
 def _become(user: UserSpec) -> None:

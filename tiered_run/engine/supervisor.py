@@ -31,16 +31,15 @@ from tiered_run.host.outputs import open_log
 from tiered_run.host.reaper import reap_orphans, set_child_subreaper
 from tiered_run.inputs.units import plural
 from tiered_run.model.report import (
-    EXIT_INTERNAL,
     Event,
     HostSummary,
     Outcome,
     RunReport,
-    exit_code_for,
     signal_name,
 )
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.breaches import Breach, find_breach, kernel_enforced, not_enforced
+from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
@@ -201,7 +200,7 @@ class Supervisor:
         if pending is not None:
             self._signal = pending
             message = f"tiered-run received {pending.name} before the start"
-            return _End(Outcome.INTERRUPTED, message, 128 + pending.signum, wall=0.0)
+            return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum), wall=0.0)
         pre_exec = own_resident_bytes()
         try:
             child = spawn(
@@ -241,7 +240,7 @@ class Supervisor:
         monitor.peaks.cpu_s = max(monitor.peaks.cpu_s or 0.0, cpu_rusage)
         if monitor.failure is not None:
             message = f"the monitor failed, so the run was ended: {monitor.failure}"
-            return _End(Outcome.ERROR, message, EXIT_INTERNAL, wall=wall)
+            return _End(Outcome.ERROR, message, EXIT_TOOL, wall=wall)
         try:
             final = backend.sample()
         except Exception as err:  # the run is over; its result stands
@@ -319,7 +318,7 @@ class Supervisor:
         if leftovers:
             message += f"; {plural(leftovers, 'leftover process')} killed"
         if outcome is Outcome.INTERRUPTED:
-            code = 128 + (self._signal.signum if self._signal else signal.SIGINT)
+            code = signal_exit(self._signal.signum if self._signal else signal.SIGINT)
         else:
             code = exit_code_for(outcome, returncode, signum)
         return _End(outcome, message, code, returncode, signum, leftovers, wall)

@@ -1,4 +1,4 @@
-"""The one result type of a run, and how its outcome maps to an exit code."""
+"""The one result type of a run (exit codes: policy.exit_codes)."""
 
 from __future__ import annotations
 
@@ -20,33 +20,6 @@ class Outcome(enum.Enum):
     SIGNAL = "signal"  # the workload died of a signal nobody here sent
     INTERRUPTED = "interrupted"  # tiered-run itself got SIGINT/SIGTERM/SIGHUP
     ERROR = "error"  # the workload could not be started
-
-
-EXIT_LOAD = 121
-EXIT_MEMORY = 122
-EXIT_TASKS = 123
-EXIT_TIMEOUT = 124
-EXIT_INTERNAL = 125
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
-
-_BREACH_EXIT = {
-    Outcome.TIMEOUT: EXIT_TIMEOUT,
-    Outcome.MEMORY: EXIT_MEMORY,
-    Outcome.TASKS: EXIT_TASKS,
-    Outcome.LOAD: EXIT_LOAD,
-}
-
-
-def exit_code_for(outcome: Outcome, returncode: int | None, signum: int | None) -> int:
-    """The exit code CI branches on: the workload's own where it ended by itself."""
-    if outcome in _BREACH_EXIT:
-        return _BREACH_EXIT[outcome]
-    if outcome is Outcome.EXITED and returncode is not None:
-        return returncode
-    if outcome in (Outcome.SIGNAL, Outcome.INTERRUPTED) and signum:
-        return 128 + signum
-    return EXIT_INTERNAL if returncode is None else returncode
 
 
 def signal_name(signum: int | None) -> str | None:

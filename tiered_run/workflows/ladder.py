@@ -15,14 +15,10 @@ from tiered_run.host.machine import HostReader, HostState
 from tiered_run.inputs.ladder_file import Ladder, Step
 from tiered_run.model.report import Event, Outcome, RunReport, signal_name
 from tiered_run.model.spec import RunSpec
+from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_UNHEALTHY, signal_exit
 from tiered_run.policy.settle import SettleResult, host_dict, wait_until_settled
 
-LADDER_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside; host pressure in _pct
-EXIT_UNHEALTHY = 120  # the host did not settle before a step
-# A step exited 0 where it was expected to breach a ceiling. Not 1, which is a step's own
-# code as often as anything; 119 is next to the other codes tiered-run gives itself.
-EXIT_EXPECTATION = 119
-
+LADDER_SCHEMA_VERSION = 2
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
 
@@ -136,7 +132,7 @@ def run_ladder(
         except _Signalled as stop:
             reason = f"interrupted by {stop.name} while waiting for the host to settle"
             results.append(StepResult(step, StepStatus.NOT_RUN, reason=reason))
-            code = 128 + stop.signum
+            code = signal_exit(stop.signum)
             problems.append((LadderOutcome.INTERRUPTED, code, f"before {step.label}: {reason}"))
             stopped = "the ladder was interrupted"
             continue
