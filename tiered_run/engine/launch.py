@@ -17,21 +17,13 @@ from dataclasses import dataclass
 
 from tiered_run.backends.base import Backend, Capability
 from tiered_run.engine.privileges import restrict
-from tiered_run.errors import TieredRunError
+from tiered_run.errors import SpawnError
 from tiered_run.host import signals, stdio
 from tiered_run.model.spec import RunSpec, UserSpec
 from tiered_run.policy.exit_codes import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TOOL
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class SpawnError(TieredRunError):
-    """The workload could not be started; carries the exit code (126, 127 or 125)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass

@@ -20,11 +20,11 @@ from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend, Capability, Usage
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
-from tiered_run.engine.launch import SpawnError, spawn
+from tiered_run.engine.launch import spawn
 from tiered_run.engine.monitor import Ending, Monitor, terminate_tree
 from tiered_run.engine.tee import Tee
 from tiered_run.engine.watchdog import Sentinel
-from tiered_run.errors import BackendError
+from tiered_run.errors import BackendError, SpawnError
 from tiered_run.host import signals
 from tiered_run.host.machine import HostReader, own_resident_bytes
 from tiered_run.host.outputs import open_log
