@@ -16,16 +16,15 @@ from tiered_run.inputs.plan import RunOptions
 from tiered_run.inputs.units import parse_duration, parse_size
 from tiered_run.model.report import Outcome, RunReport
 from tiered_run.model.spec import RunSpec
-from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TIMEOUT
-from tiered_run.workflows.calibrate import (
-    CalibrationOutcome,
-    calibrate,
+from tiered_run.policy.calibration import (
     escalate,
     readable_duration,
     readable_size,
     recommend,
     schedule,
 )
+from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TIMEOUT
+from tiered_run.workflows.calibrate import CalibrationOutcome, calibrate
 
 PY = sys.executable
 MiB, GiB = 1024**2, 1024**3

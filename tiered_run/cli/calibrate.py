@@ -80,9 +80,10 @@ def calibrate(
     \b
     tiered-run calibrate --memory-steps 12G,18G,20G --timeout 15m -- python3 chat.py --test
     """
+    from tiered_run.policy.calibration import schedule
     from tiered_run.render.calibration import render_calibration_table
     from tiered_run.render.json import render_dict_json
-    from tiered_run.workflows import calibrate as cal
+    from tiered_run.workflows.calibrate import calibrate as run_calibration
 
     on_load = options.pop("on_load")
     check_outputs(report_path)
@@ -95,7 +96,7 @@ def calibrate(
     if verbose:
         print_progress(f"config: {config.source}")
     tier = config.tier(options["tier"])
-    memory = cal.schedule(
+    memory = schedule(
         "memory",
         memory_start,
         memory_max,
@@ -104,7 +105,7 @@ def calibrate(
         factor,
         tier.memory or machine.memory_total,
     )
-    timeout = cal.schedule(
+    timeout = schedule(
         "timeout",
         timeout_start,
         timeout_max,
@@ -118,7 +119,7 @@ def calibrate(
     )
     printer = EventPrinter() if verbose else None
     try:
-        result = cal.calibrate(
+        result = run_calibration(
             tuple(command),
             run_options,
             config,
