@@ -12,12 +12,12 @@ from tiered_run.cli.options import (
     DURATIONS,
     SIZE,
     SIZES,
-    EventPrinter,
     check_outputs,
     cwd_option,
     env_option,
     limit_options,
     print_progress,
+    printed_events,
     report_option,
     stdout_or_error,
     verbose_option,
@@ -117,8 +117,7 @@ def calibrate(
     run_options = RunOptions(
         **options, on_load=OnLoad(on_load) if on_load else None, env=dict(env_pairs)
     )
-    printer = EventPrinter() if verbose else None
-    try:
+    with printed_events(verbose) as printer:
         result = run_calibration(
             tuple(command),
             run_options,
@@ -130,12 +129,9 @@ def calibrate(
             on_progress=print_progress,
             on_event=printer,
         )
-    finally:
-        if printer is not None:
-            printer.close()
     with signals.finishing(result.exit_code):
         write_report(report_path, lambda: render_dict_json(result.to_dict()))
         streams.err(render_calibration_table(result))
-        if result.recommendation is not None and report_path != "-":
+        if result.recommendation is not None:
             streams.out(result.recommendation.toml(result.tier))
     return stdout_or_error(result.exit_code, "the recommended ceilings")

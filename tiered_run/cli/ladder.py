@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from tiered_run.cli.options import (
-    EventPrinter,
     check_outputs,
     ladder_options,
     print_progress,
+    printed_events,
     write_output,
     write_report,
 )
@@ -87,8 +87,7 @@ def _run_ladder(
     specs = plan_ladder(steps, config, machine, backend, interval, allow_protected_cpus)
     if verbose:
         print_progress(f"config: {config.source}")
-    printer = EventPrinter() if verbose else None
-    try:
+    with printed_events(verbose) as printer:
         result = run_ladder(
             steps,
             specs,
@@ -96,9 +95,6 @@ def _run_ladder(
             on_progress=None if quiet else print_progress,
             on_event=printer,
         )
-    finally:
-        if printer is not None:
-            printer.close()
     with signals.finishing(result.exit_code):
         write_report(report_path, lambda: render_dict_json(result.to_dict()))
         if junit_path:

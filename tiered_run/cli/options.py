@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -224,23 +225,19 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def check_outputs(
     report_path: str | None, junit_path: str | None = None, log_path: str | None = None
 ) -> None:
-    """Check the --report (unless stdout), --junit and --log files before anything runs,
-    each on its own and then against each other: on one file, one would replace the other."""
-    report = report_path if report_path != "-" else None
-    check_output(report, "--report")
+    """Check the --report, --junit and --log files before anything runs, each on its own
+    and then against each other: on one file, one would replace the other."""
+    check_output(report_path, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
-    check_distinct([("--log", log_path), ("--report", report), ("--junit", junit_path)])
+    check_distinct([("--log", log_path), ("--report", report_path), ("--junit", junit_path)])
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
-    """Write the JSON report to stdout for `-`, else to the file, if one was asked for.
-
-    A report that cannot be written after the run is a warning: the run's exit code stands.
-    """
-    if report_path == "-":
-        streams.out(render())
-    elif report_path:
+    """Write the JSON report to its file, if one was asked for (`-` is refused up front: the
+    workload writes to that stdout). A report that cannot be written after the run is a
+    warning: the run's exit code stands."""
+    if report_path:
         write_output(Path(report_path), render, "--report")
 
 
@@ -252,6 +249,17 @@ def write_output(path: str | Path, render: Callable[[], str], option: str) -> No
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
     except UsageError as err:
         streams.err(f"tiered-run: warning: not written: {err}")
+
+
+@contextmanager
+def printed_events(verbose: bool) -> Iterator[EventPrinter | None]:
+    """With -v, an EventPrinter for the run's events, closed (its queue printed) after."""
+    printer = EventPrinter() if verbose else None
+    try:
+        yield printer
+    finally:
+        if printer is not None:
+            printer.close()
 
 
 class EventPrinter:

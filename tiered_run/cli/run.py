@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from tiered_run.cli.options import (
-    EventPrinter,
     check_outputs,
     config_option,
     cwd_option,
@@ -16,6 +15,7 @@ from tiered_run.cli.options import (
     junit_option,
     limit_options,
     print_setup,
+    printed_events,
     report_option,
     stdout_or_error,
     verbose_option,
@@ -77,12 +77,8 @@ def run(
     )
     if verbose:
         print_setup(config.source, spec, dict(env_pairs))
-    printer = EventPrinter() if verbose else None
-    try:
+    with printed_events(verbose) as printer:
         report = supervise(spec, on_event=printer)
-    finally:
-        if printer is not None:
-            printer.close()
     with signals.finishing(report.exit_code):
         write_report(report_path, lambda: render_json(report))
         if junit_path:
