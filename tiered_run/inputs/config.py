@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
-from tiered_run.inputs.trust import open_trusted
+from tiered_run.inputs.trust import read_toml
 from tiered_run.inputs.units import (
     parse_cpus,
     parse_duration,
@@ -57,13 +56,13 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
     if explicit is not None:
         if not explicit.is_file():
             raise UsageError(f"config file {explicit} does not exist; check the --config path")
-        return parse_config(_read_toml(explicit), machine, str(explicit))
+        return parse_config(read_toml(explicit), machine, str(explicit))
     if (env := os.environ.get("TIERED_RUN_CONFIG")) and not Path(env).is_file():
         raise UsageError(f"TIERED_RUN_CONFIG={env} does not exist; fix or unset it")
     for path, in_pyproject in candidate_paths(Path.cwd(), Path.home()):
         if not path.is_file():
             continue
-        data = _read_toml(path, trusted=not in_pyproject)
+        data = read_toml(path, trusted=not in_pyproject)
         if in_pyproject:
             tool = data.get("tool", {})
             section = tool.get("tiered-run") if isinstance(tool, dict) else None
@@ -74,24 +73,10 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
                 raise UsageError(f"{where}: must be a table, e.g. [tool.tiered-run]")
             # A pyproject.toml without our section configures nothing; one with it is read
             # again, this time only if no other user could have written it.
-            section = _read_toml(path).get("tool", {}).get("tiered-run", {})
+            section = read_toml(path).get("tool", {}).get("tiered-run", {})
             return parse_config(section, machine, where)
         return parse_config(data, machine, str(path))
     return Config(default_tiers(machine), DEFAULT_TIER, "built-in defaults")
-
-
-def _read_toml(path: Path, trusted: bool = True) -> dict:
-    try:
-        with open_trusted(path) if trusted else open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"{path}: not valid TOML ({err}); fix the file") from err
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path}: not UTF-8 text, as TOML must be; fix the file") from err
-    except RecursionError as err:
-        raise UsageError(f"{path}: nested too deeply to be a config; fix the file") from err
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from err
 
 
 def parse_config(data: dict, machine: Machine, source: str) -> Config:

@@ -7,7 +7,6 @@ Everything in a file is checked, and every step planned, before the first step r
 from __future__ import annotations
 
 import shlex
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
 from tiered_run.inputs.config import Config, convert_value, ranged
 from tiered_run.inputs.plan import DEFAULT_INTERVAL, RunOptions, plan_run
-from tiered_run.inputs.trust import open_trusted
+from tiered_run.inputs.trust import read_toml
 from tiered_run.inputs.units import parse_interval, parse_size, parse_timeout
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import OnLoad, RunSpec
@@ -58,19 +57,7 @@ class Ladder:
 
 def load_ladder(path: Path) -> Ladder:
     """Read and check a ladder file; relative step `cwd`s are taken from the file's folder."""
-    try:
-        with open_trusted(path, "ladder file") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"ladder file {path} does not exist; check the path") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"{path}: not valid TOML ({err}); fix the file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text, as TOML must be; fix the file") from None
-    except RecursionError:
-        raise UsageError(f"{path}: nested too deeply to be a ladder; fix the file") from None
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
+    data = read_toml(path, "ladder file")
     return parse_ladder(data, str(path), path.resolve().parent)
 
 

@@ -1,4 +1,4 @@
-"""Which config and ladder files tiered-run may act on.
+"""Which config and ladder files tiered-run may act on, and the one reader of them.
 
 A config file decides which account a workload runs as and under which ceilings; a ladder
 file decides which commands run. tiered-run usually runs as root, so a file that another
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import stat
+import tomllib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tiered_run.errors import UsageError
 from tiered_run.host.safepath import (
@@ -61,6 +62,33 @@ def open_trusted(path: Path, what: str = "config file") -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_toml(path: Path, what: str = "config file", *, trusted: bool = True) -> dict[str, Any]:
+    """The TOML document of a config or ladder file, read only if it is trusted (see
+    above); every way it cannot be read is one UsageError naming the file and the fix.
+    `trusted=False` reads without the checks, to see whether a pyproject.toml holds our
+    section at all before it is read again, trusted."""
+    try:
+        with open_trusted(path, what) if trusted else open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as err:
+        raise _unreadable(f"{what} {path} does not exist; check the path", path, err) from err
+    except tomllib.TOMLDecodeError as err:
+        raise _unreadable(f"{path}: not valid TOML ({err}); fix the file", path, err) from err
+    except UnicodeDecodeError as err:
+        message = f"{path}: not UTF-8 text, as TOML must be; fix the file"
+        raise _unreadable(message, path, err) from err
+    except RecursionError as err:
+        message = f"{path}: nested too deeply to be a {what}; fix the file"
+        raise _unreadable(message, path, err) from err
+    except OSError as err:
+        raise _unreadable(f"{path}: cannot read ({err.strerror})", path, err) from err
+
+
+def _unreadable(message: str, path: Path, err: Exception) -> UsageError:
+    errno = err.errno if isinstance(err, OSError) else None
+    return UsageError(message, source=str(path), path=path, operation="read", errno=errno)
 
 
 def file_problem(path: str, st: os.stat_result, euid: int) -> str | None:
