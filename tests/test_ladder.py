@@ -3,6 +3,7 @@ logic on a fake runner, and real ladders against the kernel."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -185,6 +186,7 @@ memory_high = "512M"
 tasks_max = 100
 timeout = "5min"
 kill_after = "500ms"
+signal = "INT"
 nice = 5
 cpu_weight = 100
 io_weight = 200
@@ -213,6 +215,7 @@ def test_every_key_the_format_accepts_works(tmp_path):
     assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 200)
     assert spec.limits.timeout == 300 and spec.limits.kill_after == 0.5
     assert spec.limits.pressure_max == 80.5 and spec.limits.nice == 5
+    assert spec.limits.stop_signal == signal.SIGINT
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,11 @@ from tiered_run.cli.options import (
     SIZE,
     SIZES,
     check_outputs,
-    cwd_option,
-    env_option,
-    limit_options,
+    given,
     print_progress,
     printed_events,
     report_option,
+    run_options,
     stdout_or_error,
     verbose_option,
     write_report,
@@ -28,11 +27,10 @@ from tiered_run.host import signals, streams
 from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions
-from tiered_run.model.spec import OnLoad
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
-@limit_options
+@run_options
 @click.option("--memory-start", type=SIZE, help="First memory ceiling, e.g. 12G.")
 @click.option("--memory-max", type=SIZE, help="Largest memory ceiling [the tier's].")
 @click.option("--memory-steps", type=SIZES, help="Memory ceilings to try, e.g. 12G,18G,20G.")
@@ -53,15 +51,12 @@ from tiered_run.model.spec import OnLoad
     show_default=True,
     help="Recommended ceiling = what was used x this.",
 )
-@cwd_option
-@env_option
 @report_option
 @verbose_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def calibrate(
     command: tuple[str, ...],
     config_path: Path | None,
-    env_pairs: tuple[tuple[str, str], ...],
     report_path: str | None,
     verbose: bool,
     memory_start: int | None,
@@ -85,7 +80,6 @@ def calibrate(
     from tiered_run.render.json import render_dict_json
     from tiered_run.workflows.calibrate import calibrate as run_calibration
 
-    on_load = options.pop("on_load")
     check_outputs(report_path)
     if not command:
         raise UsageError(
@@ -114,13 +108,11 @@ def calibrate(
         factor,
         tier.timeout,
     )
-    run_options = RunOptions(
-        **options, on_load=OnLoad(on_load) if on_load else None, env=dict(env_pairs)
-    )
+    asked = RunOptions(**given(options))
     with printed_events(verbose) as printer:
         result = run_calibration(
             tuple(command),
-            run_options,
+            asked,
             config,
             machine,
             memory,

@@ -1,37 +1,28 @@
-"""What the commands share: option types and decorators, output checks, and the one-line
-messages on stderr, so every command parses, fails and reports alike."""
+"""What the commands share: option types and decorators (the settings' options derived from
+the table in `inputs.settings`), output checks, and the one-line messages on stderr, so
+every command parses, fails and reports alike."""
 
 from __future__ import annotations
 
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tiered_run.backends import CHOICES
 from tiered_run.errors import UsageError
 from tiered_run.host import streams
 from tiered_run.host.outputs import OutputKind, check_distinct, check_output, write_atomically
 from tiered_run.inputs.identity import LOGIN_NAMES
-from tiered_run.inputs.plan import DEFAULT_INTERVAL
-from tiered_run.inputs.units import (
-    parse_cpus,
-    parse_duration,
-    parse_interval,
-    parse_number,
-    parse_signal,
-    parse_size,
-    parse_timeout,
-)
+from tiered_run.inputs.settings import SETTINGS, Setting, Where, shown
+from tiered_run.inputs.units import parse_duration, parse_size
 from tiered_run.model.report import Event
-from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_TOOL
-from tiered_run.policy.tiers import MAX_TASKS
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -52,58 +43,61 @@ class _Parsed(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
-def _env_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"malformed --env {text!r}: use KEY=VALUE")
-    return key, value
-
-
 def _list_of(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return lambda text: tuple(parse(part) for part in text.split(","))
 
 
-def _flatten(_ctx: click.Context, _param: click.Parameter, value: Any) -> tuple[str, ...]:
-    """A repeatable option of comma lists, as one tuple: `--x A,B --x C` is (A, B, C)."""
-    return tuple(item for group in value or () for item in group)
-
-
 SIZE = _Parsed("size", parse_size)
-CEILING = _Parsed("size", functools.partial(parse_size, ceiling=True))
 DURATION = _Parsed("duration", parse_duration)
-TIMEOUT = _Parsed("duration", parse_timeout)
-GRACE = _Parsed("duration", functools.partial(parse_duration, maximum=3600))
-INTERVAL = _Parsed("duration", parse_interval)
-LOAD = _Parsed("load", functools.partial(parse_number, low=0, high=1e6, example="8"))
-PERCENT = _Parsed("percent", functools.partial(parse_number, low=0, high=100, example="25"))
-CPUS = _Parsed("cpus", parse_cpus)
-ENV = _Parsed("KEY=VALUE", _env_pair)
 SIZES = _Parsed("sizes", _list_of(parse_size))
-SIGNAL = _Parsed("signal", parse_signal)
 DURATIONS = _Parsed("durations", _list_of(parse_duration))
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), help="Config file."
-)
-backend_option = click.option(
-    "--backend", type=click.Choice(CHOICES), default="auto", show_default=True
-)
-interval_option = click.option(
-    "--interval", type=INTERVAL, default=DEFAULT_INTERVAL, help="Monitor sampling period."
 )
 allow_protected_option = click.option(
     "--allow-protected-cpus",
     is_flag=True,
     help="Run even on CPUs of a protected tier (said in the report).",
 )
-cwd_option = click.option(
-    "--cwd",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Working directory of the workload.",
-)
-env_option = click.option(
-    "--env", "env_pairs", type=ENV, multiple=True, help="KEY=VALUE, repeatable."
-)
+
+
+def _combine(_ctx: click.Context, _param: click.Parameter, values: tuple[Any, ...]) -> Any:
+    """A repeatable option's values as one: `--env A=1 --env B=2` is {A: 1, B: 2},
+    `--preserve-env A,B --preserve-env C` is (A, B, C); None when not given."""
+    if not values:
+        return None
+    if isinstance(values[0], Mapping):
+        return {key: value for part in values for key, value in part.items()}
+    return tuple(item for part in values for item in part)
+
+
+def _setting_option(setting: Setting) -> Decorator:
+    """The option of one setting of the table: `--memory-high` for memory_high, its help
+    with the default, its converter as the type. Not given, it is None: the tier's value
+    or the table's default applies later, where the merge is."""
+    help_text = setting.help
+    if setting.default is not None and setting.default not in ((), "") and not setting.multiple:
+        help_text += f" [{shown(setting, setting.default)}]"
+    return click.option(
+        setting.flag,
+        setting.name,
+        type=_Parsed(setting.key, setting.convert),
+        metavar=setting.metavar,
+        multiple=setting.multiple,
+        callback=_combine if setting.multiple else None,
+        help=help_text,
+    )
+
+
+def setting_options(place: Where) -> list[Decorator]:
+    """The options of every setting the table allows at `place`, in the table's order."""
+    return [_setting_option(setting) for setting in SETTINGS if place in setting.where]
+
+
+def given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that were given: the rest keep the defaults of the record they fill."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _not_stdout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -149,58 +143,14 @@ def _apply(options: list[Decorator], func: Callable[..., Any]) -> Callable[..., 
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
 
-def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The tier and ceiling options shared by every command that runs something."""
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings of a run (the table's RUN settings: tier, ceilings, user, cwd, env,
+    backend, interval), what the workload gives up, and the config file: the options of
+    every command that runs one workload."""
     options = [
-        click.option("--tier", help="Tier to run in (see `tiered-run tiers`)."),
-        click.option("--cpus", type=CPUS, help="CPU list overriding the tier's, e.g. 4-19."),
-        click.option(
-            "--timeout",
-            type=TIMEOUT,
-            help="Wall-time ceiling, e.g. 8, 90s, 5min, 1h 30m; 0 = none.",
-        ),
-        click.option(
-            "--kill-after", type=GRACE, help="Grace between the ending signal and SIGKILL [2s]."
-        ),
-        click.option(
-            "--signal",
-            "stop_signal",
-            type=SIGNAL,
-            help="First signal of a graceful end, as `timeout -s` [TERM]; INT lets pytest "
-            "print its summary.",
-        ),
-        click.option(
-            "--memory", type=CEILING, help="Hard memory ceiling for the tree, e.g. 2G; none."
-        ),
-        click.option("--memory-high", type=CEILING, help="Soft memory ceiling: warn and throttle."),
-        click.option(
-            "--tasks-max", type=click.IntRange(1, MAX_TASKS), help="Processes and threads."
-        ),
-        click.option("--load-max", type=LOAD, help="Host 1-min load ceiling."),
-        click.option("--pressure-max", type=PERCENT, help="Host PSI some-avg10 ceiling, %."),
-        click.option(
-            "--on-load",
-            type=click.Choice([o.value for o in OnLoad]),
-            help="On a host load/pressure breach: warn, pause the tree, or kill it [warn].",
-        ),
-        click.option("--nice", type=click.IntRange(-20, 19), help="Scheduling niceness."),
-        click.option(
-            "--user",
-            metavar="NAME|UID",
-            help="Run as this account with a clean login environment, like `su - NAME` (root).",
-        ),
-        click.option(
-            "--preserve-env",
-            metavar="NAME,...",
-            type=_Parsed("names", lambda text: tuple(text.split(","))),
-            multiple=True,
-            callback=_flatten,
-            help="With --user: copy these variables from our environment (repeatable).",
-        ),
+        *setting_options(Where.RUN),
         *privilege_options,
         allow_protected_option,
-        backend_option,
-        interval_option,
         config_option,
     ]
     return _apply(options, func)
@@ -210,8 +160,7 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `ladder` and `demo`."""
     options = [
         config_option,
-        backend_option,
-        interval_option,
+        *setting_options(Where.LADDER),
         allow_protected_option,
         report_option,
         junit_option,

@@ -10,13 +10,12 @@ import click
 from tiered_run.cli.options import (
     check_outputs,
     config_option,
-    cwd_option,
-    env_option,
+    given,
     junit_option,
-    limit_options,
     print_setup,
     printed_events,
     report_option,
+    run_options,
     stdout_or_error,
     verbose_option,
     write_output,
@@ -27,14 +26,11 @@ from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions, plan_run
 from tiered_run.inputs.units import format_cpus, format_duration, format_size
-from tiered_run.model.spec import OnLoad
 from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
-@limit_options
-@cwd_option
-@env_option
+@run_options
 @click.option("--log", metavar="FILE", help="Also write the output to FILE (or a FIFO, /dev/null).")
 @report_option
 @junit_option
@@ -46,7 +42,6 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 def run(
     command: tuple[str, ...],
     config_path: Path | None,
-    env_pairs: tuple[tuple[str, str], ...],
     report_path: str | None,
     junit_path: str | None,
     log: str | None,
@@ -60,23 +55,13 @@ def run(
     from tiered_run.render.junit import render_junit
     from tiered_run.render.run import headline, render_table
 
-    on_load = options.pop("on_load")
     check_outputs(report_path, junit_path, log)
     machine = read_machine()
     config = load_config(machine, config_path)
-    spec = plan_run(
-        tuple(command),
-        RunOptions(
-            **options,
-            on_load=OnLoad(on_load) if on_load else None,
-            env=dict(env_pairs),
-            log=Path(log) if log is not None else None,
-        ),
-        config,
-        machine,
-    )
+    asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
+    spec = plan_run(tuple(command), asked, config, machine)
     if verbose:
-        print_setup(config.source, spec, dict(env_pairs))
+        print_setup(config.source, spec, asked.env)
     with printed_events(verbose) as printer:
         report = supervise(spec, on_event=printer)
     with signals.finishing(report.exit_code):

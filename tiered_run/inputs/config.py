@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
+from tiered_run.inputs.settings import SETTING, BadValue, Where, keys, read_table
 from tiered_run.inputs.trust import read_toml
-from tiered_run.inputs.units import (
-    parse_cpus,
-    parse_duration,
-    parse_number,
-    parse_size,
-    parse_timeout,
-)
-from tiered_run.policy.tiers import MAX_TASKS, TIER_KEYS, Tier, default_tiers
+from tiered_run.policy.tiers import TIER_KEYS, Tier, default_tiers
 
 DEFAULT_TIER = "batch"
 
@@ -55,7 +47,11 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
     """The explicit file, else the first that exists in search order, else built-in tiers."""
     if explicit is not None:
         if not explicit.is_file():
-            raise UsageError(f"config file {explicit} does not exist; check the --config path")
+            raise UsageError(
+                f"config file {explicit} does not exist; check the --config path",
+                source=str(explicit),
+                key="--config",
+            )
         return parse_config(read_toml(explicit), machine, str(explicit))
     if (env := os.environ.get("TIERED_RUN_CONFIG")) and not Path(env).is_file():
         raise UsageError(f"TIERED_RUN_CONFIG={env} does not exist; fix or unset it")
@@ -70,7 +66,7 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
                 continue
             where = f"{path} [tool.tiered-run]"
             if not isinstance(section, dict):
-                raise UsageError(f"{where}: must be a table, e.g. [tool.tiered-run]")
+                raise UsageError(f"{where}: must be a table, e.g. [tool.tiered-run]", source=where)
             # A pyproject.toml without our section configures nothing; one with it is read
             # again, this time only if no other user could have written it.
             section = read_toml(path).get("tool", {}).get("tiered-run", {})
@@ -82,90 +78,59 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
 def parse_config(data: dict, machine: Machine, source: str) -> Config:
     unknown = set(data) - {"tiers", "default_tier"}
     if unknown:
+        key = sorted(unknown)[0]
         raise UsageError(
-            f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: default_tier, [tiers.NAME]"
+            f"{source}: unknown key {key!r}; allowed: default_tier, [tiers.NAME]",
+            source=source,
+            key=key,
         )
     tiers = default_tiers(machine)
     tables = data.get("tiers", {})
     if not isinstance(tables, dict):
-        raise UsageError(f'{source}: tiers must be tables, e.g. [tiers.batch] with cpus = "1-3"')
+        raise UsageError(
+            f'{source}: tiers must be tables, e.g. [tiers.batch] with cpus = "1-3"',
+            source=source,
+            key="tiers",
+        )
     for name, table in tables.items():
         if not isinstance(table, dict):
-            raise UsageError(f"{source}: tiers.{name} must be a table ([tiers.{name}])")
-        tiers[name] = parse_tier(name, table, f"{source}: tiers.{name}")
+            raise UsageError(
+                f"{source}: tiers.{name} must be a table ([tiers.{name}])",
+                source=source,
+                key=f"tiers.{name}",
+            )
+        tiers[name] = parse_tier(name, table, source)
     default = data.get("default_tier", DEFAULT_TIER)
     if not isinstance(default, str):
         raise UsageError(
-            f'{source}: default_tier must be a tier name, e.g. "batch"; got {default!r}'
+            f'{source}: default_tier must be a tier name, e.g. "batch"; got {default!r}',
+            source=source,
+            key="default_tier",
         )
     if default not in tiers:
         raise UsageError(
-            f"{source}: default_tier {default!r} is not a tier; known: {', '.join(sorted(tiers))}"
+            f"{source}: default_tier {default!r} is not a tier; known: {', '.join(sorted(tiers))}",
+            source=source,
+            key="default_tier",
         )
     return Config(tiers, default, source)
 
 
-def _typed(kind: type, example: str) -> Callable[[object], object]:
-    """TOML values are typed: take them as they are, never coerce ("false" is not False)."""
-
-    def check(value: object) -> object:
-        if type(value) is not kind:
-            raise ValueError(f"expected {kind.__name__}, e.g. {example}; got {value!r}")
-        return value
-
-    return check
-
-
-def ranged(kind: type, low: float, high: float, example: str) -> Callable[[object], float]:
-    """A TOML number of `kind` (an int also serves as a float), finite and in range."""
-
-    def check(value: object) -> float:
-        if type(value) is not kind and not (kind is float and type(value) is int):
-            raise ValueError(f"expected {kind.__name__}, e.g. {example}; got {value!r}")
-        return parse_number(value, low=low, high=high, example=example, whole=kind is int)  # type: ignore[arg-type]
-
-    return check
-
-
-KILL_AFTER_MAX = 3600.0  # a grace between SIGTERM and SIGKILL longer than an hour is a typo
-
-_CONVERTERS: dict[str, Callable[[object], object]] = {
-    "cpus": parse_cpus,
-    "memory": partial(parse_size, ceiling=True),
-    "memory_high": partial(parse_size, ceiling=True),
-    "tasks_max": ranged(int, 1, MAX_TASKS, "4096"),
-    "timeout": parse_timeout,
-    "kill_after": partial(parse_duration, maximum=KILL_AFTER_MAX),
-    "nice": ranged(int, -20, 19, "5"),
-    "cpu_weight": ranged(int, 1, 10000, "100"),  # systemd's CPUWeight=/IOWeight= range
-    "io_weight": ranged(int, 1, 10000, "100"),
-    "user": _typed(str, '"builder"'),
-    "protected": _typed(bool, "true"),
-    "description": _typed(str, '"heavy workloads"'),
-}
-
-
-def parse_tier(name: str, table: dict, where: str) -> Tier:
-    """One `[tiers.NAME]` table; every problem names the file, tier and key."""
-    values: dict[str, object] = {}
-    for key, raw in table.items():
-        if key not in TIER_KEYS:
-            raise UsageError(
-                f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(TIER_KEYS))}"
-            )
-        try:
-            values[key] = convert_value(key, raw)
-        except (TypeError, ValueError) as err:
-            raise UsageError(f"{where}.{key}: {err}") from err
-    return Tier(name, **values)
-
-
-def convert_value(key: str, raw: object) -> object:
-    if isinstance(raw, bool) and key != "protected":
-        raise ValueError(f"expected a value, got {raw}")
-    if key == "cpus" and isinstance(raw, list):
-        raw = ",".join(str(cpu) for cpu in raw)
-    value = _CONVERTERS[key](raw)
-    if key == "timeout" and value == 0:
-        return None
-    return value
+def parse_tier(name: str, table: dict, source: str) -> Tier:
+    """One `[tiers.NAME]` table; every problem names the file, the tier and the key:
+    `FILE: tiers.NAME.KEY: ...`."""
+    where = f"tiers.{name}"
+    if unknown := sorted(set(table) - TIER_KEYS):
+        allowed = ", ".join(sorted(TIER_KEYS))
+        raise UsageError(
+            f"{source}: {where}: unknown key {unknown[0]!r}; allowed: {allowed}",
+            source=source,
+            key=f"{where}.{unknown[0]}",
+        )
+    try:
+        values = read_table(table, keys(Where.TIER))
+    except BadValue as err:
+        key = f"{where}.{err.key}"
+        raise UsageError(f"{source}: {key}: {err}", source=source, key=key) from err
+    # A ceiling a tier lifts (`none`, a timeout of 0) is a tier without that ceiling.
+    return Tier(name, **{k: None if SETTING[k].lifts and not v else v for k, v in values.items()})

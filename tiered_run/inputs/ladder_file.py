@@ -7,26 +7,63 @@ Everything in a file is checked, and every step planned, before the first step r
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
-from tiered_run.inputs.config import Config, convert_value, ranged
-from tiered_run.inputs.plan import DEFAULT_INTERVAL, RunOptions, plan_run
+from tiered_run.inputs.config import Config
+from tiered_run.inputs.plan import RunOptions, plan_run
+from tiered_run.inputs.settings import (
+    BadValue,
+    Setting,
+    Where,
+    check_type,
+    keys,
+    number,
+    read_table,
+)
 from tiered_run.inputs.trust import read_toml
 from tiered_run.inputs.units import parse_interval, parse_size, parse_timeout
 from tiered_run.model.report import Outcome
-from tiered_run.model.spec import OnLoad, RunSpec
+from tiered_run.model.spec import RunSpec
 from tiered_run.policy.settle import Thresholds
-from tiered_run.policy.tiers import TIER_KEYS
 
-LIMIT_KEYS = (TIER_KEYS - {"protected", "description"}) | {"load_max", "pressure_max", "on_load"}
-DEFAULT_KEYS = LIMIT_KEYS | {"cwd", "env"}
+# The settle gate's thresholds: a table of their own (the same names as a run's load and
+# pressure ceilings, another meaning: what the host must be under before a step starts),
+# read by the same rules as every setting.
+SETTLE = (
+    Setting(
+        "load_max", number(0, 1e6, "4.0"), Where.SETTLE,
+        "Wait until the host's 1-minute load average is at most this.",
+        toml=(float,), example="4.0",
+    ),
+    Setting(
+        "memory_available_min", parse_size, Where.SETTLE,
+        "Wait until at least this much memory is available.",
+        toml=(str, int, float), example='"2G"',
+    ),
+    Setting(
+        "pressure_max", number(0, 100, "25"), Where.SETTLE,
+        "Wait until PSI some avg10 of cpu, memory and io is at most this, in %.",
+        toml=(float,), example="25",
+    ),
+    Setting(
+        "timeout", parse_timeout, Where.SETTLE,
+        "Wait at most this long; then the ladder stops as unhealthy.",
+        toml=(str, int, float), example='"60s"',
+    ),
+    Setting(
+        "interval", parse_interval, Where.SETTLE, "How often to look at the host while waiting.",
+        toml=(str, int, float), example='"1s"',
+    ),
+)  # fmt: skip
+_STEP_SETTINGS = keys(Where.STEP)
+DEFAULT_KEYS = frozenset(_STEP_SETTINGS)
 STEP_KEYS = DEFAULT_KEYS | {"name", "command", "shell", "expect", "tier"}
 TOP_KEYS = frozenset({"name", "tier", "keep_going", "defaults", "settle", "step"})
-SETTLE_KEYS = frozenset({"load_max", "memory_available_min", "pressure_max", "timeout", "interval"})
+SETTLE_KEYS = frozenset(s.key for s in SETTLE)
 EXPECTABLE = tuple(o.value for o in Outcome if o is not Outcome.INTERRUPTED)
 
 
@@ -57,15 +94,14 @@ class Ladder:
 
 def load_ladder(path: Path) -> Ladder:
     """Read and check a ladder file; relative step `cwd`s are taken from the file's folder."""
-    data = read_toml(path, "ladder file")
-    return parse_ladder(data, str(path), path.resolve().parent)
+    return parse_ladder(read_toml(path, "ladder file"), str(path), path.resolve().parent)
 
 
 def parse_ladder(data: dict, source: str, base: Path | None = None) -> Ladder:
     _known(data, TOP_KEYS, source, "", "top level")
-    tier = _typed(data.get("tier"), str, source, "tier", '"batch"')
-    name = _typed(data.get("name"), str, source, "name", '"nightly"') or Path(source).stem
-    keep_going = _typed(data.get("keep_going", False), bool, source, "keep_going", "true")
+    tier = _own(data, "tier", str, '"batch"', source)
+    name = _own(data, "name", str, '"nightly"', source) or Path(source).stem
+    keep_going = _own(data, "keep_going", bool, "true", source, default=False)
     defaults = _table(data.get("defaults", {}), source, "defaults")
     _known(defaults, DEFAULT_KEYS, source, "defaults", "[defaults]")
     default_values = _values(defaults, source, "defaults", base)
@@ -90,11 +126,15 @@ def plan_ladder(
     ladder: Ladder,
     config: Config,
     machine: Machine,
-    backend: str = "auto",
-    interval: float = DEFAULT_INTERVAL,
+    backend: str | None = None,
+    interval: float | None = None,
     allow_protected_cpus: bool = False,
 ) -> tuple[RunSpec, ...]:
-    """A RunSpec for every step, so a mistake in the last step is found before the first runs."""
+    """A RunSpec for every step, so a mistake in the last step is found before the first runs.
+
+    `backend` and `interval` come from the command line and hold for every step; None
+    leaves the table's default."""
+    run_wide = {"backend": backend, "interval": interval}
     if ladder.tier is not None:
         _check_tier(config, ladder.tier, f"{ladder.source}: tier")
     specs = []
@@ -105,14 +145,13 @@ def plan_ladder(
         options = replace(
             step.options,
             tier=step.options.tier or ladder.tier,
-            backend=backend,
-            interval=interval,
             allow_protected_cpus=allow_protected_cpus,
+            **{name: value for name, value in run_wide.items() if value is not None},
         )
         try:
             specs.append(plan_run(step.command, options, config, machine))
         except UsageError as err:
-            raise UsageError(f"{where}: {err}") from None
+            raise UsageError(f"{where}: {err}", source=ladder.source, key=err.key) from None
     return tuple(specs)
 
 
@@ -120,28 +159,27 @@ def _check_tier(config: Config, name: str, where: str) -> None:
     try:
         config.tier(name)
     except UsageError as err:
-        raise UsageError(f"{where}: {err}") from None
+        raise UsageError(f"{where}: {err}", key="tier") from None
 
 
 def _step(index: int, raw: object, defaults: dict, source: str, base: Path | None) -> Step:
     label = f"step {index}"
     table = _table(raw, source, label)
-    name = _typed(table.get("name"), str, source, f"{label}: name", '"baseline"') or label
+    name = _own(table, "name", str, '"baseline"', source, label) or label
     where = f'step {index} "{name}"'
     _known(table, STEP_KEYS, source, where, "[[step]]")
-    shell = _typed(table.get("shell", False), bool, source, f"{where}: shell", "true")
+    shell = _own(table, "shell", bool, "true", source, where, default=False)
     command = _command(table.get("command"), shell, f"{source}: {where}")
-    expect = _typed(table.get("expect", "exited"), str, source, f"{where}: expect", '"memory"')
+    expect = _own(table, "expect", str, '"memory"', source, where, default="exited")
     if expect not in EXPECTABLE:
         raise UsageError(
             f"{source}: {where}: expect: unknown outcome {expect!r}; use one of "
             + ", ".join(EXPECTABLE)
         )
-    tier = _typed(table.get("tier"), str, source, f"{where}: tier", '"batch"')
-    rest = {k: v for k, v in table.items() if k in DEFAULT_KEYS}
-    values = {**defaults, **_values(rest, source, where, base)}
+    tier = _own(table, "tier", str, '"batch"', source, where)
+    values = {**defaults, **_values(table, source, where, base)}
     values["env"] = {**defaults.get("env", {}), **values.get("env", {})}
-    options = RunOptions(tier=tier, **values)
+    options = RunOptions(tier=tier, from_file=True, **values)
     return Step(index, name, command, options, Outcome(expect))
 
 
@@ -167,75 +205,31 @@ def _command(raw: object, shell: bool, where: str) -> tuple[str, ...]:
 
 
 def _values(table: dict, source: str, where: str, base: Path | None) -> dict[str, object]:
-    values: dict[str, object] = {}
-    for key, raw in table.items():
-        try:
-            values[key] = _convert(key, raw, base)
-        except (TypeError, ValueError) as err:
-            raise UsageError(f"{source}: {where}: {key}: {err}") from None
-    return values
+    """The run settings of a `[defaults]` or `[[step]]` table (other keys are the step's
+    own); a relative `cwd` is taken from the file's folder."""
+    if base is not None and "cwd" in table:
+        table = {**table, "cwd": _from_folder(table["cwd"], base)}
+    return _read(table, _STEP_SETTINGS, source, where)
 
 
-def _convert(key: str, raw: object, base: Path | None) -> object:
-    """Every key the file format accepts, converted and range-checked as a config file's."""
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a value, got {str(raw).lower()}")
-    if key == "cwd":
-        return _directory(raw, base)
-    if key in _STEP_CONVERTERS:
-        return _STEP_CONVERTERS[key](raw)
-    return convert_value(key, raw)  # a tier key: the same rules as in a config file
-
-
-def _on_load(raw: object) -> OnLoad:
-    choices = {o.value for o in OnLoad}
-    if raw not in choices:
-        raise ValueError(f"expected one of {', '.join(sorted(choices))}; got {raw!r}")
-    return OnLoad(raw)
-
-
-def _env(raw: object) -> dict[str, str]:
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise ValueError('expected a table of strings, e.g. env = { LANG = "C" }')
-    return dict(raw)
-
-
-def _directory(raw: object, base: Path | None) -> Path:
+def _from_folder(raw: object, base: Path) -> object:
     if not isinstance(raw, str) or not raw or "\0" in raw:
-        raise ValueError(f'expected a path string, e.g. "build"; got {raw!r}')
+        return raw  # refused by the setting's own converter
     path = Path(raw).expanduser()
-    path = path if path.is_absolute() or base is None else base / path
-    if not path.is_dir():
-        raise ValueError(f"{path} is not a directory; create it or fix the path")
-    return path
-
-
-def _text(parse: Callable[[str | float | int], object]) -> Callable[[object], object]:
-    """A unit parser for TOML values: strings and numbers, nothing else."""
-
-    def convert(raw: object) -> object:
-        if not isinstance(raw, str | int | float):
-            raise ValueError(f"expected a string or a number; got {raw!r}")
-        return parse(raw)
-
-    return convert
-
-
-_STEP_CONVERTERS: dict[str, Callable[[object], object]] = {
-    "timeout": _text(parse_timeout),  # a step's 0 means no timeout, not the tier's
-    "interval": _text(parse_interval),
-    "memory_available_min": _text(parse_size),
-    "load_max": ranged(float, 0, 1e6, "4.0"),
-    "pressure_max": ranged(float, 0, 100, "25"),
-    "on_load": _on_load,
-    "env": _env,
-}
+    return raw if path.is_absolute() else str(base / path)
 
 
 def _settle(table: dict, source: str) -> Thresholds:
     _known(table, SETTLE_KEYS, source, "settle", "[settle]")
-    values = _values(table, source, "settle", None)
-    return Thresholds(**values)  # type: ignore[arg-type]
+    return Thresholds(**_read(table, {s.key: s for s in SETTLE}, source, "settle"))
+
+
+def _read(table: dict, allowed: dict[str, Setting], source: str, where: str) -> dict[str, object]:
+    try:
+        return read_table(table, allowed)
+    except BadValue as err:
+        message = f"{source}: {where}: {err.key}: {err}"
+        raise UsageError(message, source=source, key=err.key) from None
 
 
 def _table(raw: object, source: str, where: str) -> dict:
@@ -244,11 +238,18 @@ def _table(raw: object, source: str, where: str) -> dict:
     return raw
 
 
-def _typed(raw: object, kind: type, source: str, where: str, example: str) -> object:
-    if raw is not None and type(raw) is not kind:
-        raise UsageError(
-            f"{source}: {where}: expected {kind.__name__}, e.g. {example}; got {raw!r}"
-        )
+def _own(
+    table: dict, key: str, kind: type, example: str, source: str, where: str = "", default=None
+) -> Any:
+    """A key of the file's own, not a run setting (the ladder's name, tier and keep_going; a
+    step's name, shell, expect and tier); None where not given."""
+    raw = table.get(key, default)
+    if raw is not None:
+        try:
+            check_type(raw, (kind,), example)
+        except ValueError as err:
+            place = f"{where}: {key}" if where else key
+            raise UsageError(f"{source}: {place}: {err}", source=source, key=key) from None
     return raw
 
 
@@ -257,5 +258,7 @@ def _known(table: dict, allowed: frozenset[str], source: str, where: str, what: 
     if unknown:
         prefix = f"{source}: {where}: " if where else f"{source}: "
         raise UsageError(
-            f"{prefix}unknown key {unknown[0]!r}; allowed in {what}: {', '.join(sorted(allowed))}"
+            f"{prefix}unknown key {unknown[0]!r}; allowed in {what}: {', '.join(sorted(allowed))}",
+            source=source,
+            key=unknown[0],
         )

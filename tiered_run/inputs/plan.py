@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tiered_run.errors import UsageError
@@ -11,8 +11,9 @@ from tiered_run.host.machine import Machine
 from tiered_run.host.outputs import OutputKind, check_output
 from tiered_run.inputs.config import Config
 from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
+from tiered_run.inputs.settings import LIMITS, Setting, Where, term, with_settings
 from tiered_run.inputs.units import MAX_INTERVAL
-from tiered_run.model.spec import OnLoad, Privileges, RunSpec, UserSpec
+from tiered_run.model.spec import Privileges, RunSpec, UserSpec
 from tiered_run.policy.tiers import (
     check_protected,
     protected_tiers,
@@ -20,37 +21,25 @@ from tiered_run.policy.tiers import (
     resolve_limits,
 )
 
-DEFAULT_INTERVAL = 0.25
+
+def _unset_unless_run_only(setting: Setting) -> object:
+    """None ('as the tier says') for a setting a tier has or that reaches the limits,
+    whose default the tier merge applies; the table's default for the rest."""
+    return None if setting.limit or Where.TIER in setting.where else setting.default
 
 
 @dataclass(frozen=True)
+@with_settings(Where.RUN | Where.LADDER | Where.STEP, _unset_unless_run_only)
 class RunOptions:
-    """Per-run choices that override the tier; None means 'as the tier says'."""
+    """Per-run choices: a field for every setting of the table that a command line or a
+    ladder step gives (None: as the tier says), and the command's own flags below."""
 
-    tier: str | None = None
-    cpus: tuple[int, ...] | None = None
-    timeout: float | None = None
-    kill_after: float | None = None
-    stop_signal: int | None = None
-    memory: int | None = None
-    memory_high: int | None = None
-    tasks_max: int | None = None
-    load_max: float | None = None
-    pressure_max: float | None = None
-    on_load: OnLoad | None = None
-    nice: int | None = None
-    cpu_weight: int | None = None
-    io_weight: int | None = None
-    user: str | None = None
-    cwd: Path | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    preserve_env: tuple[str, ...] = ()
-    backend: str = "auto"
-    interval: float = DEFAULT_INTERVAL
     log: Path | None = None
     no_new_privileges: bool = False
     drop_caps: bool = False
     allow_protected_cpus: bool = False
+    # Given in a ladder file: messages name its keys (`memory_high`), not flags.
+    from_file: bool = False
 
 
 def plan_run(
@@ -63,29 +52,23 @@ def plan_run(
         )
     _check_text(command, options.env)
     tier = config.tier(options.tier)
-    overrides = {
-        name: getattr(options, name)
-        for name in (
-            "cpus",
-            "timeout",
-            "kill_after",
-            "stop_signal",
-            "memory",
-            "memory_high",
-            "tasks_max",
-            "load_max",
-            "pressure_max",
-            "on_load",
-            "nice",
-            "cpu_weight",
-            "io_weight",
-        )
-    }
+    overrides = {setting.name: getattr(options, setting.name) for setting in LIMITS}
     owners = protected_tiers(config.tiers)
-    limits = resolve_limits(tier, machine, overrides, source=config.source, protected=owners)
-    where = f"tier {tier.name!r} (from {config.source})" if options.cpus is None else "--cpus"
+    limits = resolve_limits(
+        tier,
+        machine,
+        overrides,
+        source=config.source,
+        protected=owners,
+        from_file=options.from_file,
+    )
+    where = f"tier {tier.name!r} (from {config.source})"
+    if options.cpus is not None:
+        where = term("cpus", options.from_file)
     warnings = [
-        check_protected(limits.cpus, machine, owners, where, options.allow_protected_cpus),
+        check_protected(
+            limits.cpus, machine, owners, where, options.allow_protected_cpus, options.from_file
+        ),
         reserve_warning(tier, limits, machine),
     ]
     if not 0 < options.interval <= MAX_INTERVAL:
@@ -129,7 +112,7 @@ def plan_run(
 def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSpec | None:
     """`--user` if given (an empty one is refused, never read as "no user"), else the tier's."""
     if options.user is not None:
-        return resolve_user(options.user, "--user")
+        return resolve_user(options.user, term("user", options.from_file))
     if tier_user is not None:
         return resolve_user(tier_user, tier_where)
     return None

@@ -149,7 +149,7 @@ def parse_interval(text: str | float | int) -> float:
     monitor thread dead and SIGTERM ignored)."""
     value = parse_duration(text, maximum=MAX_INTERVAL)
     if value <= 0:
-        raise ValueError(f"interval must be above 0, e.g. 0.25s; got {text!r}")
+        raise ValueError(f"must be above 0, e.g. 0.25s; got {text!r}")
     return value
 
 

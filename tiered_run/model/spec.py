@@ -18,12 +18,18 @@ class OnLoad(enum.Enum):
 
 @dataclass(frozen=True)
 class Limits:
-    """Ceilings for one run's whole process tree; None means no ceiling."""
+    """Ceilings for one run's whole process tree; None means no ceiling.
+
+    One field for each setting of the table in `inputs.settings` that reaches a run, with
+    the table's default; the table also gives each its key in the report and what enforces
+    it. Written out, typed, for the engine and the backends that read it; a test keeps the
+    fields in step with the table.
+    """
 
     cpus: tuple[int, ...]
     timeout: float | None = None
     kill_after: float = 2.0
-    stop_signal: int = signal.SIGTERM  # the first signal of a graceful end (`--signal`)
+    stop_signal: int = signal.SIGTERM  # the first signal of a graceful end
     memory: int | None = None
     memory_high: int | None = None
     tasks_max: int | None = None
@@ -35,21 +41,11 @@ class Limits:
     io_weight: int | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "cpus": list(self.cpus),
-            "timeout_s": self.timeout,
-            "kill_after_s": self.kill_after,
-            "stop_signal": signal.Signals(self.stop_signal).name,
-            "memory_bytes": self.memory,
-            "memory_high_bytes": self.memory_high,
-            "tasks_max": self.tasks_max,
-            "load_max": self.load_max,
-            "pressure_max_pct": self.pressure_max,
-            "on_load": self.on_load.value,
-            "nice": self.nice,
-            "cpu_weight": self.cpu_weight,
-            "io_weight": self.io_weight,
-        }
+        """The report's `limits`, under the table's keys (`timeout_s`, `memory_bytes`)."""
+        # Imported here: the table imports this module for OnLoad.
+        from tiered_run.inputs.settings import limits_json
+
+        return limits_json(self)
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ class RunSpec:
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     backend: str = "auto"
-    interval: float = 0.2
+    interval: float = 0.25  # the table's default (inputs.settings), kept in step by a test
     log: Path | None = None
     protected_cpus: tuple[int, ...] = ()
     privileges: Privileges = field(default_factory=Privileges)

@@ -6,22 +6,10 @@ from dataclasses import dataclass
 
 from tiered_run.backends.base import Capability, OomSite, Usage
 from tiered_run.host.machine import HostState
+from tiered_run.inputs.settings import LIMITS
 from tiered_run.inputs.units import format_duration, format_size, plural
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
-
-# Which Capability makes the kernel hold which Limits field: a ceiling is listed as
-# kernel-enforced only when it is set and the backend has the capability.
-KERNEL_CEILINGS = (
-    (Capability.CPUSET, "cpus"),
-    (Capability.MEMORY_LIMIT, "memory"),
-    (Capability.MEMORY_HIGH, "memory_high"),
-    (Capability.TASKS_LIMIT, "tasks_max"),
-)
-# Ceilings only some backends apply (systemd sets CPUWeight= and IOWeight= on its scope);
-# every other backend leaves them unapplied, and the report says so. `nice` is applied by
-# every backend, in the child before exec.
-APPLIED_ONLY_BY = {"cpu_weight": frozenset({"systemd"}), "io_weight": frozenset({"systemd"})}
 
 
 @dataclass(frozen=True)
@@ -113,18 +101,22 @@ def over_memory_high(limits: Limits, usage: Usage) -> bool:
 
 
 def kernel_enforced(limits: Limits, capabilities: frozenset[Capability]) -> tuple[str, ...]:
-    """The capabilities that hold a ceiling this run has: an unset ceiling is not enforced."""
+    """The capabilities that hold a ceiling this run has (the settings table says which
+    capability holds which ceiling): an unset ceiling is not enforced."""
     return tuple(
-        capability.value
-        for capability, key in KERNEL_CEILINGS
-        if capability in capabilities and getattr(limits, key) is not None
+        setting.kernel.value
+        for setting in LIMITS
+        if setting.kernel in capabilities and getattr(limits, setting.name) is not None
     )
 
 
 def not_enforced(limits: Limits, backend: str) -> tuple[str, ...]:
-    """Ceilings that were asked for but that `backend` does not apply."""
+    """Ceilings that were asked for but that `backend` does not apply (the table's
+    `only_by`: systemd's CPUWeight= and IOWeight=); the report says so."""
     return tuple(
-        key
-        for key, backends in APPLIED_ONLY_BY.items()
-        if getattr(limits, key) is not None and backend not in backends
+        setting.name
+        for setting in LIMITS
+        if setting.only_by
+        and backend not in setting.only_by
+        and getattr(limits, setting.name) is not None
     )

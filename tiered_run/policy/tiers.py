@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
+from tiered_run.inputs.settings import (
+    LIMITS,
+    MAX_TASKS,
+    SETTING,
+    Setting,
+    Where,
+    keys,
+    term,
+    with_settings,
+)
 from tiered_run.inputs.units import format_cpus, format_size
 from tiered_run.model.spec import Limits
 
 GiB = 1024**3
 DEFAULT_TASKS_MAX = 8192
-# The kernel's PID_MAX_LIMIT on 64-bit machines: no tree can hold more tasks, and pids.max
-# refuses larger values (which a ladder found only when the step started).
-MAX_TASKS = 4_194_304
+
+
+def _unset_unless_tier_only(setting: Setting) -> object:
+    """A setting a run can also give is None in a tier (the run's default applies); one
+    only a tier has (protected, description) takes the table's default."""
+    return setting.default if setting.where == Where.TIER else None
 
 
 @dataclass(frozen=True)
+@with_settings(Where.TIER, _unset_unless_tier_only)
 class Tier:
-    """A tier as configured; any field left None falls back to the built-in behaviour."""
+    """A tier as configured: a name, and a field for every key of `[tiers.NAME]` in the
+    settings table; a field left None falls back to the built-in behaviour."""
 
     name: str
-    cpus: tuple[int, ...] | None = None
-    memory: int | None = None
-    memory_high: int | None = None
-    tasks_max: int | None = None
-    timeout: float | None = None
-    kill_after: float | None = None
-    nice: int | None = None
-    cpu_weight: int | None = None
-    io_weight: int | None = None
-    user: str | None = None
-    protected: bool = False
-    description: str = ""
 
 
-TIER_KEYS = frozenset(f.name for f in fields(Tier)) - {"name"}
+TIER_KEYS = frozenset(keys(Where.TIER))
 
 
 def memory_reserve(machine: Machine) -> int:
@@ -86,12 +89,17 @@ def protected_tiers(tiers: Mapping[str, Tier]) -> dict[int, str]:
     return owners
 
 
-def usable_hint(machine: Machine, protected: Mapping[int, str]) -> str:
-    """Where a workload may run instead: the online CPUs no protected tier keeps."""
+def usable_hint(machine: Machine, protected: Mapping[int, str], from_file: bool = False) -> str:
+    """Where a workload may run instead: the online CPUs no protected tier keeps, as the
+    user would give them (`--cpus 1-3`, or `cpus = "1-3"` in a ladder file)."""
     usable = tuple(cpu for cpu in machine.cpus if cpu not in protected)
     if not usable:
         return f"no online CPU here ({format_cpus(machine.cpus)}) is outside the protected tiers"
-    return f"unprotected CPUs here: {format_cpus(usable)}, e.g. --cpus {format_cpus(usable)}"
+    return f"unprotected CPUs here: {format_cpus(usable)}, e.g. {_cpus_given(usable, from_file)}"
+
+
+def _cpus_given(cpus: tuple[int, ...], from_file: bool) -> str:
+    return f'cpus = "{format_cpus(cpus)}"' if from_file else f"--cpus {format_cpus(cpus)}"
 
 
 def cpu_list(cpus: tuple[int, ...] | list[int]) -> str:
@@ -104,14 +112,17 @@ def check_cpus(
     machine: Machine,
     where: str,
     protected: Mapping[int, str] | None = None,
+    from_file: bool = False,
 ) -> None:
     if not cpus:
-        raise UsageError(f"{where}: empty CPU list; give at least one CPU, e.g. --cpus 0")
+        example = _cpus_given((0,), from_file)
+        raise UsageError(f"{where}: empty CPU list; give at least one CPU, e.g. {example}")
     missing = sorted(set(cpus) - set(machine.cpus))
     if missing:
+        hint = usable_hint(machine, protected or {}, from_file)
         raise UsageError(
             f"{where}: {cpu_list(missing)} {'is' if len(missing) == 1 else 'are'} not online here "
-            f"(online: {format_cpus(machine.cpus)}); {usable_hint(machine, protected or {})}"
+            f"(online: {format_cpus(machine.cpus)}); {hint}"
         )
 
 
@@ -121,9 +132,11 @@ def check_protected(
     protected: Mapping[int, str],
     where: str,
     allow: bool = False,
+    from_file: bool = False,
 ) -> str | None:
     """Refuse a run on CPUs a protected tier keeps for the host; with `allow`, the warning
-    the report carries instead."""
+    the report carries instead. `from_file`: the run is a ladder step, whose CPUs are
+    given as a key."""
     taken = sorted(cpu for cpu in cpus if cpu in protected)
     if not taken:
         return None
@@ -132,7 +145,8 @@ def check_protected(
     if allow:
         return f"{what}, allowed by --allow-protected-cpus"
     raise UsageError(
-        f"{what}; {usable_hint(machine, protected)}; --allow-protected-cpus runs there anyway"
+        f"{what}; {usable_hint(machine, protected, from_file)}; "
+        "--allow-protected-cpus runs there anyway"
     )
 
 
@@ -155,57 +169,62 @@ def reserve_warning(tier: Tier, limits: Limits, machine: Machine) -> str | None:
 def resolve_limits(
     tier: Tier,
     machine: Machine,
-    overrides: dict[str, object],
+    overrides: Mapping[str, object],
     *,
     source: str | None = None,
     protected: Mapping[int, str] | None = None,
+    from_file: bool = False,
 ) -> Limits:
-    """A tier's ceilings with command-line overrides on top, checked against the machine.
+    """A tier's ceilings with overrides on top (each setting: the override, else the
+    tier's, else the table's default), checked against the machine.
 
-    `source` (the config the tier came from) and `protected` (CPUs kept by protected
-    tiers) only make the messages say where to look and what would work instead.
+    `source` (the config the tier came from) and `protected` (CPUs kept by protected tiers)
+    only make the messages say where to look and what would work instead; `from_file`
+    says the overrides came from a ladder file, so messages name its keys, not flags.
     """
     if tier.protected:
+        another = "another tier" if from_file else "another --tier"
         raise UsageError(
-            f"tier {tier.name!r} is protected: no workload may run in it; choose another --tier"
+            f"tier {tier.name!r} is protected: no workload may run in it; choose {another}"
         )
-    merged = replace(
-        tier, **{k: v for k, v in overrides.items() if k in TIER_KEYS and v is not None}
-    )
+    given = {name: value for name, value in overrides.items() if value is not None}
+    where = f"tier {tier.name!r}" + (f" (from {source})" if source else "")
+
+    def said(name: str, of_tier: str = "{where}: {key}") -> str:
+        """A setting as the user wrote it: the flag, or the step's key, where overridden;
+        the key of the tier's file where not."""
+        if name in given:
+            return term(name, from_file)
+        return of_tier.format(where=where, key=SETTING[name].key)
+
+    values: dict[str, object] = {}
+    for setting in LIMITS:
+        value = given.get(setting.name, getattr(tier, setting.name, None))
+        if setting.lifts and not value:
+            value = None  # 0: `none`, no ceiling
+        values[setting.name] = setting.default if value is None else value
     # A tier that names no CPUs gets every online CPU no protected tier keeps.
     unprotected = tuple(cpu for cpu in machine.cpus if cpu not in (protected or {}))
-    cpus = merged.cpus if merged.cpus is not None else unprotected or machine.cpus
-    where = f"tier {tier.name!r}" + (f" (from {source})" if source else "")
-    if overrides.get("cpus") is not None:
-        where = "--cpus"
-    check_cpus(cpus, machine, where, protected)
+    if values["cpus"] is None:
+        values["cpus"] = unprotected or machine.cpus
+    limits = Limits(**values)  # type: ignore[arg-type]
+    check_cpus(limits.cpus, machine, said("cpus", "{where}"), protected, from_file)
     for key in ("memory", "memory_high"):
-        value = getattr(merged, key)
+        value = getattr(limits, key)
         if value and value > machine.memory_total:
-            option = "--" + key.replace("_", "-")
             raise UsageError(
-                f"{option} {format_size(value)} is above this machine's "
+                f"{said(key)} {format_size(value)} is above this machine's "
                 f"{format_size(machine.memory_total)} of memory; give less, or none for no ceiling"
             )
-    limits = Limits(
-        cpus=cpus,
-        timeout=merged.timeout or None,
-        kill_after=merged.kill_after if merged.kill_after is not None else 2.0,
-        memory=merged.memory or None,
-        memory_high=merged.memory_high or None,
-        tasks_max=merged.tasks_max,
-        nice=merged.nice,
-        cpu_weight=merged.cpu_weight,
-        io_weight=merged.io_weight,
-        **{k: v for k, v in overrides.items() if k in _RUN_ONLY and v is not None},
-    )
     if limits.memory and limits.memory_high and limits.memory_high > limits.memory:
+        pair = ("memory_high", "memory")
+        if any(name in given for name in pair):  # `--memory-high is above the memory of ...`
+            soft, hard = (said(name, "the {key} of {where}") for name in pair)
+        else:  # both from the tier's file: `tier 't' (from F): memory_high is above memory`
+            soft, hard = said("memory_high"), SETTING["memory"].key
         raise UsageError(
-            "--memory-high is above --memory: the soft ceiling must be at or below the hard one"
+            f"{soft} is above {hard}: the soft ceiling must be at or below the hard one"
         )
     if limits.tasks_max is not None and not 1 <= limits.tasks_max <= MAX_TASKS:
-        raise UsageError(f"--tasks-max must be from 1 to {MAX_TASKS}, e.g. 4096")
+        raise UsageError(f"{said('tasks_max')} must be from 1 to {MAX_TASKS}, e.g. 4096")
     return limits
-
-
-_RUN_ONLY = ("load_max", "pressure_max", "on_load", "stop_signal")
