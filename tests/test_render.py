@@ -5,69 +5,12 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from factories import GiB, MiB, make_report, timeout_report
 
-from tiered_run.model.report import Event, HostSummary, Outcome, RunReport, TimelinePoint
-from tiered_run.policy.exit_codes import EXIT_TIMEOUT
+from tiered_run.model.report import Event, HostSummary, Outcome, TimelinePoint
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
 from tiered_run.render.run import headline, render_table
-
-MiB = 1024**2
-GiB = 1024**3
-
-
-def make_report(**overrides: object) -> RunReport:
-    values: dict[str, object] = {
-        "run_id": "run-1",
-        "command": ("make", "-j4", "test"),
-        "tier": "build",
-        "backend": "cgroupfs",
-        "backend_reason": "cgroup v2 delegated to this user",
-        "outcome": Outcome.EXITED,
-        "exit_code": 0,
-        "returncode": 0,
-        "signal": None,
-        "message": "exited with code 0",
-        "started_at": "2024-05-01T12:00:00+00:00",
-        "wall_s": 8.02,
-        "cpu_s": 15.9,
-        "peak_memory_bytes": 412 * MiB,
-        "peak_memory_source": "kernel",
-        "peak_tasks": 17,
-        "cpus": (4, 5, 6, 7),
-        "cpus_seen": (4, 5),
-        "leftover_killed": 0,
-        "limits": {"timeout_s": 8.0, "memory_bytes": 2 * GiB, "tasks_max": 512},
-        "enforced_by_kernel": ("memory", "tasks"),
-        "memory_high_exceeded": False,
-        "host": HostSummary(
-            load1_start=0.5,
-            load1_peak=3.1,
-            load1_end=2.0,
-            pressure_peak_pct=None,
-            memory_available_min_bytes=8 * GiB,
-        ),
-        "log": None,
-        "events": (),
-        "ended_at": "2024-05-01T12:00:08+00:00",
-        "hostname": "build-7",
-        "tiered_run_version": "0.1.0",
-    }
-    values.update(overrides)
-    return RunReport(**values)  # type: ignore[arg-type]
-
-
-def timeout_report(**overrides: object) -> RunReport:
-    values: dict[str, object] = {
-        "outcome": Outcome.TIMEOUT,
-        "exit_code": EXIT_TIMEOUT,
-        "returncode": None,
-        "signal": 9,
-        "message": "timeout: still running at its 8 s timeout",
-    }
-    values.update(overrides)
-    return make_report(**values)
-
 
 JSON_KEYS = {
     "schema_version",
