@@ -8,6 +8,12 @@ import tomllib
 
 import pytest
 from conftest import run_cli, this_machine
+from contract import (
+    ATTEMPT_JSON_KEYS,
+    CALIBRATION_JSON_KEYS,
+    RECOMMENDATION_JSON_KEYS,
+    RUN_JSON_KEYS,
+)
 from factories import outcome_report
 
 from tiered_run.errors import UsageError
@@ -162,6 +168,17 @@ def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
 
     calibrate(("x",), RunOptions(), config, this_machine(), (GiB,), (None,), runner=runner)
     assert seen[0].limits.memory_high == GiB
+
+
+def test_calibration_json_keys_are_the_published_contract():
+    result, _ = fake_calibrate(
+        [(Outcome.MEMORY, EXIT_MEMORY), (Outcome.EXITED, 0)], memory=(64 * MiB, 128 * MiB)
+    )
+    data = result.to_dict()
+    assert set(data) == CALIBRATION_JSON_KEYS
+    assert [set(attempt) for attempt in data["attempts"]] == [ATTEMPT_JSON_KEYS] * 2
+    assert all(set(attempt["report"]) == RUN_JSON_KEYS for attempt in data["attempts"])
+    assert set(data["recommendation"]) == RECOMMENDATION_JSON_KEYS
 
 
 # Real hunts against the kernel.

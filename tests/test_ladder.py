@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, this_machine
+from contract import (
+    HOST_SAMPLE_JSON_KEYS,
+    LADDER_JSON_KEYS,
+    MISS_JSON_KEYS,
+    RUN_JSON_KEYS,
+    SETTLE_JSON_KEYS,
+    STEP_JSON_KEYS,
+)
 from factories import host_state, outcome_report
 
 from tiered_run.errors import UsageError
@@ -360,6 +368,35 @@ def test_an_unsettled_host_stops_the_ladder_as_unhealthy():
     assert step2.status is StepStatus.NOT_RUN and step2.settle is not None
     assert "load 9.00 above load_max 2" in step2.reason and "load_max" in report.message
     assert report.steps[2].status is StepStatus.NOT_RUN
+
+
+def test_ladder_json_keys_are_the_published_contract():
+    # A step that ran, one the gate stopped (a settle result naming what was missed) and
+    # one not run: every kind of step entry the JSON holds.
+    states = iter([host_state(0.1)] * 2 + [host_state(9.0, cpu=50.0)] * 100)
+    clock = {"now": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    text = "[settle]\nload_max = 2\npressure_max = 10\ntimeout = '5s'\n" + THREE
+    report, _ = fake_run(
+        [(Outcome.EXITED, 0)] * 3,
+        text,
+        read_host=lambda: next(states),
+        clock=lambda: clock["now"],
+        sleep=sleep,
+    )
+    data = report.to_dict()
+    assert set(data) == LADDER_JSON_KEYS
+    ran, stopped, not_run = data["steps"]
+    for step in (ran, stopped, not_run):
+        assert set(step) == STEP_JSON_KEYS
+    assert set(ran["report"]) == RUN_JSON_KEYS
+    assert set(ran["host_before"]) == set(ran["host_after"]) == HOST_SAMPLE_JSON_KEYS
+    assert set(stopped["settle"]) == SETTLE_JSON_KEYS
+    assert [set(miss) for miss in stopped["settle"]["missed"]] == [MISS_JSON_KEYS] * 2
+    assert not_run["report"] is None and not_run["settle"] is None
 
 
 def test_an_interrupted_step_stops_even_with_keep_going():

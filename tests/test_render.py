@@ -5,51 +5,20 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from contract import (
+    EVENT_JSON_KEYS,
+    HOST_JSON_KEYS,
+    LIMITS_JSON_KEYS,
+    RUN_JSON_KEYS,
+    TIMELINE_JSON_KEYS,
+)
 from factories import GiB, MiB, make_report, timeout_report
 
 from tiered_run.model.report import Event, HostSummary, Outcome, TimelinePoint
+from tiered_run.model.spec import Limits
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
 from tiered_run.render.run import headline, render_table
-
-JSON_KEYS = {
-    "schema_version",
-    "run_id",
-    "command",
-    "tier",
-    "backend",
-    "backend_reason",
-    "outcome",
-    "exit_code",
-    "returncode",
-    "signal",
-    "signal_name",
-    "message",
-    "started_at",
-    "ended_at",
-    "hostname",
-    "tiered_run_version",
-    "peak_memory_method",
-    "peak_memory_unreclaimable_bytes",
-    "memory_split",
-    "wall_s",
-    "cpu_s",
-    "peak_memory_bytes",
-    "peak_memory_source",
-    "peak_tasks",
-    "cpus",
-    "cpus_seen",
-    "leftover_killed",
-    "limits",
-    "enforced_by_kernel",
-    "not_enforced",
-    "memory_high_exceeded",
-    "host",
-    "log",
-    "warnings",
-    "events",
-    "timeline",
-}
 
 
 def row(table: str, key: str) -> str:
@@ -60,8 +29,23 @@ def row(table: str, key: str) -> str:
 
 def test_json_keys_are_the_published_contract():
     data = json.loads(render_json(make_report()))
-    assert set(data) == JSON_KEYS
+    assert set(data) == RUN_JSON_KEYS
     assert data["schema_version"] == 2
+
+
+def test_nested_json_keys_are_the_published_contract_too():
+    host = HostSummary(0.5, 1.0, 0.7, 12.5, GiB, (0, 1), 42.0)
+    report = make_report(
+        limits=Limits(cpus=(0,)).as_dict(),
+        host=host,
+        events=(Event(0.5, "load", "host load 3.00 above 2"),),
+        timeline=(TimelinePoint(0.25, 100 * MiB, 3, 0.1, 0.5, 12.5),),
+    )
+    data = json.loads(render_json(report))
+    assert set(data["limits"]) == LIMITS_JSON_KEYS
+    assert set(data["host"]) == HOST_JSON_KEYS
+    assert [set(event) for event in data["events"]] == [EVENT_JSON_KEYS]
+    assert [set(point) for point in data["timeline"]] == [TIMELINE_JSON_KEYS]
 
 
 def test_json_values_are_plain_and_unknown_stays_null():
