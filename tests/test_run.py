@@ -270,7 +270,28 @@ def test_user_switch_drops_to_the_account_like_su(tmp_path):
     )
 
 
-def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(tmp_path):
+# Spins (at nice 19, for at most 60 s) so that the host's 1-minute load average is above 0.
+SPIN = (
+    "import os, time\nos.nice(19)\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
+)
+
+
+def load1() -> float:
+    with open("/proc/loadavg") as handle:
+        return float(handle.read().split()[0])
+
+
+@pytest.fixture
+def host_over_zero_load(spawned):
+    """A host whose load average stays above 0 for the whole test, so that `--load-max 0`
+    is always breached: a spinning process of ours, ended with the test, keeps it there."""
+    spawned.popen(python_cmd(SPIN))
+    assert wait_for(lambda: load1() > 0, within=15), "the load average stayed at 0"
+
+
+def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(
+    tmp_path, host_over_zero_load
+):
     marker = tmp_path / "ran"
     code = f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(marker)!r}).touch()"
     result = run_cli(
@@ -286,13 +307,12 @@ def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(tmp_path
         *python_cmd(code),
         tmp_path=tmp_path,
     )
-    if not any(e["kind"] == "pause" for e in result.report["events"]):
-        pytest.skip("host load and pressure were exactly 0: nothing to pause for")
+    assert any(e["kind"] == "pause" for e in result.report["events"]), result.report["events"]
     assert result.returncode == 124
     assert not marker.exists()
 
 
-def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path):
+def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path, host_over_zero_load):
     result = run_cli(
         "--load-max",
         "0",
@@ -306,8 +326,6 @@ def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path):
         *python_cmd("import time; time.sleep(3)"),
         tmp_path=tmp_path,
     )
-    if result.report["host"]["load1_peak"] == 0 and not result.report["host"]["pressure_peak_pct"]:
-        pytest.skip("host load and pressure were exactly 0: no breach possible")
     assert result.returncode == 121
     assert result.report["outcome"] == "load"
 
