@@ -210,6 +210,7 @@ class ProcessListBackend(Backend):
     def __init__(self, procs: list[subprocess.Popen]) -> None:
         self.procs = procs
         self.signals: list[int] = []
+        self.polls: list[list[int]] = []  # what each look at the tree found
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -228,7 +229,8 @@ class ProcessListBackend(Backend):
         return Usage(tasks=len(self.pids()))
 
     def pids(self) -> list[int]:
-        return [proc.pid for proc in self.procs if proc.poll() is None]
+        self.polls.append([proc.pid for proc in self.procs if proc.poll() is None])
+        return self.polls[-1]
 
     def kill(self, sig: int) -> None:
         self.signals.append(sig)
@@ -269,7 +271,8 @@ def test_terminate_tree_sigkills_what_ignores_sigterm(spawned):
     assert killed == 1
     # SIGCONT right after the ending signal, so a stopped process acts on it.
     assert backend.signals == [signal.SIGTERM, signal.SIGCONT, signal.SIGKILL]
-    assert 0.25 <= took < 1.5
+    assert took >= 0.25  # the grace was waited out before the SIGKILL
+    assert backend.polls[-1] == [ignorer.pid]  # what the SIGKILL was for: only the ignorer
     wait_all_dead(spawned)
     assert ignorer.returncode == -signal.SIGKILL
     assert [p.returncode for p in spawned[:2]] == [-signal.SIGTERM, -signal.SIGTERM]
@@ -278,10 +281,19 @@ def test_terminate_tree_sigkills_what_ignores_sigterm(spawned):
 def test_terminate_tree_stops_early_when_all_exit_on_sigterm(spawned):
     start_sleepers(spawned, 3)
     backend = ProcessListBackend(spawned)
-    started = time.monotonic()
-    killed = terminate_tree(backend, grace=5.0)
+    # An hour of grace, which a minute's join cannot wait out; the hurry only frees a
+    # terminate_tree that would, so that the test fails instead of hanging.
+    hurry, result = threading.Event(), []
+    worker = threading.Thread(target=lambda: result.append(terminate_tree(backend, 3600, hurry)))
+    worker.start()
+    worker.join(60)
+    returned_early = not worker.is_alive()
+    hurry.set()
+    worker.join()
+    assert returned_early
+    killed = result[0]
     assert killed == 0
-    assert time.monotonic() - started < 1.0
+    assert backend.polls[-1] == []  # it stopped because the tree was empty
     assert backend.signals == [signal.SIGTERM, signal.SIGCONT]
     wait_all_dead(spawned)
     assert all(p.returncode == -signal.SIGTERM for p in spawned)
@@ -293,9 +305,8 @@ def test_terminate_tree_hurried_skips_the_grace_period(spawned):
     backend = ProcessListBackend(spawned)
     hurry = threading.Event()
     hurry.set()
-    started = time.monotonic()
-    killed = terminate_tree(backend, grace=10.0, hurry=hurry)
-    assert time.monotonic() - started < 1.0
+    killed = terminate_tree(backend, grace=3600.0, hurry=hurry)
+    assert len(backend.polls) == 1  # one look at the tree, then the SIGKILL: no grace
     assert killed >= 1
     assert backend.signals[-1] == signal.SIGKILL
     wait_all_dead(spawned)
