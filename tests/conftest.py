@@ -1,22 +1,31 @@
-"""Capabilities probed once, helpers to run the real CLI, and a leak check for the suite."""
+"""What every test shares: capabilities probed once, the `root` marker, isolation from the
+developer's own config, one registry of spawned processes, one wait helper, one way to
+run the CLI (and to run it as a user who cannot make cgroups), and a leak check."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from without_root import IS_ROOT, unprivileged_how
 
 from tiered_run.backends import Cgroup1Backend, Cgroup2Backend, SystemdBackend, select_backend
 from tiered_run.backends.cgroupfs import is_stale
+from tiered_run.host.machine import Machine, read_machine
 
-IS_ROOT = os.geteuid() == 0
+ROOT_REASON = "needs root (cgroups, --user)"
 HAS_SYSTEMD = SystemdBackend.unusable_reason() is None
 # Under systemd our own cgroup holds other processes; cgroup2 then needs what a user would
 # give it: a delegated scope of its own.
@@ -63,12 +72,136 @@ AUTO_BACKEND = select_backend()[0].name
 ALL_BACKENDS = backend_params("systemd", "cgroup1", "cgroup2", "plain")
 
 
-def guard_argv(*args: str) -> list[str]:
-    """`python -m tiered_run ARGS`, in a delegated scope where cgroup2 needs one."""
-    argv = [sys.executable, "-m", "tiered_run", *args]
-    if HAS_SYSTEMD and "--backend" in args and args[args.index("--backend") + 1] == "cgroup2":
-        return [*DELEGATED, *argv]
-    return argv
+@functools.cache
+def this_machine() -> Machine:
+    """The CPUs and memory of this host, read on first use (not when a module is imported)."""
+    return read_machine()
+
+
+# -- markers and isolation ------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.root` (optionally with `reason=`) skips a test unless we are root."""
+    if IS_ROOT:
+        return
+    for item in items:
+        marker = item.get_closest_marker("root")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=marker.kwargs.get("reason", ROOT_REASON)))
+
+
+def _isolate(patch: pytest.MonkeyPatch, home: Path, cwd: Path) -> None:
+    patch.setenv("HOME", str(home))
+    patch.delenv("XDG_CONFIG_HOME", raising=False)
+    patch.delenv("TIERED_RUN_CONFIG", raising=False)
+    patch.chdir(cwd)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_suite(tmp_path_factory: pytest.TempPathFactory):
+    """The same isolation as `isolated`, for fixtures of a module or of the whole suite."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate(patch, tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch):
+    """No test sees the developer's own config: HOME is an empty directory of the test's,
+    XDG_CONFIG_HOME and TIERED_RUN_CONFIG are unset, and the working directory is the
+    test's tmp_path; in-process code and every subprocess (which inherits it) alike."""
+    _isolate(monkeypatch, tmp_path_factory.mktemp("home"), tmp_path)
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory every user can walk through (pytest's own are root's 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="tiered-run-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+# -- processes a test starts -----------------------------------------------------------------
+
+
+class Spawned(list):
+    """Every process a test starts: its Popen, or the pid of a fork. At the test's end
+    whatever still runs is SIGKILLed by pid (never by name) and reaped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forks: list[int] = []
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, **kwargs)
+        self.append(proc)
+        return proc
+
+    def adopt_fork(self, pid: int) -> int:
+        """A child of os.fork() that this registry kills and reaps."""
+        self.forks.append(pid)
+        return pid
+
+    def reap(self) -> None:
+        for proc in self:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # uninterruptible: left to init, reported by the leak check if it matters
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        for pid in self.forks:  # ours and not yet reaped, so the pid cannot have been reused
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        self.clear()
+        self.forks.clear()
+
+
+SPAWNED = Spawned()
+
+
+@pytest.fixture(autouse=True)
+def reap_spawned():
+    yield
+    SPAWNED.reap()
+
+
+@pytest.fixture
+def spawned() -> Spawned:
+    """The registry, for tests that start processes of their own."""
+    return SPAWNED
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie nobody has reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def wait_for(condition: Callable[[], object], within: float = 10.0, step: float = 0.01) -> bool:
+    """Poll `condition` until it holds or `within` seconds pass; whether it held at the end.
+    Callers assert on it: `assert wait_for(lambda: gone(pid))`."""
+    deadline = time.monotonic() + within
+    while not (ok := condition()) and time.monotonic() < deadline:
+        time.sleep(step)
+    return bool(ok)
 
 
 def leaked_cgroups() -> list[str]:
@@ -81,46 +214,6 @@ def leaked_cgroups() -> list[str]:
     ]
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: bytes
-    stderr: str
-    report: dict | None
-
-
-def run_cli(*args: str, tmp_path: Path, command: str = "run", timeout: float = 90) -> Result:
-    """`tiered-run COMMAND --report FILE ARGS...`; returns its exit code, output and report."""
-    report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
-    proc = subprocess.run(
-        guard_argv(command, "--report", str(report), *args),
-        capture_output=True,
-        timeout=timeout,
-        cwd=tmp_path,
-    )
-    data = json.loads(report.read_text()) if report.exists() else None
-    return Result(proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"), data)
-
-
-def gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie nobody has reaped yet."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-@pytest.fixture
-def spawned():
-    """Processes a test starts itself; whatever is still alive at the end is killed by pid."""
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def no_leftovers():
     before = set(leaked_cgroups())
@@ -129,19 +222,127 @@ def no_leftovers():
     assert not leaked, f"cgroups left behind by the suite: {sorted(leaked)}"
 
 
-def pid_file_value(path: Path) -> int:
-    return int(path.read_text().split()[0])
-
-
 def python_cmd(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def wait_for(condition, within: float = 10.0, step: float = 0.01) -> bool:
-    """Poll `condition` until it holds or `within` seconds pass; returns the last result."""
-    import time
+# -- running the CLI -------------------------------------------------------------------------
 
-    deadline = time.monotonic() + within
-    while not (ok := condition()) and time.monotonic() < deadline:
-        time.sleep(step)
-    return bool(ok)
+
+def guard_argv(*args: str) -> list[str]:
+    """`python -m tiered_run ARGS`, in a delegated scope where cgroup2 needs one; for tests
+    that hand the command line to another program (a shell, a reaper, a terminal)."""
+    argv = [sys.executable, "-m", "tiered_run", *args]
+    if HAS_SYSTEMD and "--backend" in args and args[args.index("--backend") + 1] == "cgroup2":
+        return [*DELEGATED, *argv]
+    return argv
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: bytes | str  # str with text=True; empty where stdout was not captured
+    stderr: str
+    report: dict | None
+
+
+def run_cli(
+    *args: str,
+    tmp_path: Path | None = None,
+    command: str | None = "run",
+    report: bool | Path = True,
+    quiet: bool = False,
+    text: bool = False,
+    env: dict[str, str] | None = None,
+    unprivileged: bool = False,
+    in_process: bool = False,
+    wait: bool = True,
+    timeout: float = 90,
+    **popen,
+) -> Result | subprocess.Popen:
+    """`tiered-run [-q] [COMMAND] [--report FILE] ARGS...`, the one way tests run the CLI.
+
+    - `report`: True for a new report file in `tmp_path` (default: the working directory),
+      a path, or False for none; the Result holds the parsed report.
+    - `text`: stdout as str (stderr always is); `env`: variables set over ours;
+      `unprivileged`: as a user who cannot make cgroups (see without_root.py);
+      `in_process`: the entry point in this process (only its fd-level output is caught).
+    - `wait=False`: the Popen, started in the background and registered in SPAWNED.
+    - `popen`: passed on to subprocess (stdin, stdout, stderr, cwd, preexec_fn, pass_fds).
+    """
+    report_path = None
+    if report is True:
+        where = tmp_path or Path.cwd()
+        report_path = where / f"report-{len(list(where.glob('report-*')))}.json"
+    elif report:
+        report_path = Path(report)
+    cli_args = [
+        *(["-q"] if quiet else []),
+        *([command] if command else []),
+        *(["--report", str(report_path)] if report_path else []),
+        *args,
+    ]
+    if env is not None:
+        popen["env"] = {**os.environ, **env}
+    if unprivileged:
+        how = unprivileged_how()
+        if how.problem:
+            pytest.skip(how.problem)
+        argv = [how.python, "-m", "tiered_run", *cli_args]
+        popen["env"] = {**popen.get("env", os.environ), **how.env}
+        popen.update(how.popen_kwargs())
+    else:
+        argv = guard_argv(*cli_args)
+    if not wait:
+        return SPAWNED.popen(argv, **popen)
+    if in_process:
+        code, out, err = _in_process(cli_args)
+    else:
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        proc = subprocess.run(argv, timeout=timeout, **popen)
+        code, out, err = proc.returncode, proc.stdout or b"", proc.stderr or b""
+    data = json.loads(report_path.read_text()) if report_path and report_path.exists() else None
+    stdout = out.decode(errors="replace") if text else out
+    return Result(code, stdout, err.decode(errors="replace"), data)
+
+
+def _in_process(args: list[str]) -> tuple[int, bytes, bytes]:
+    """The entry point's run_cli in this process, its stdout and stderr (descriptors 1 and
+    2, where tiered-run writes everything of its own) caught in files."""
+    from tiered_run.cli.entry import run_cli as entry
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            code = entry(args)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read()
+
+
+@pytest.fixture
+def unprivileged(open_dir: Path, monkeypatch) -> Path:
+    """The working directory and HOME of a test that runs tiered-run with
+    `run_cli(..., unprivileged=True)`: owned by that user and made the cwd. Skipped, with
+    the reason, where no such user can run tiered-run here."""
+    how = unprivileged_how()
+    if how.problem:
+        pytest.skip(how.problem)
+    home = open_dir / "home"
+    home.mkdir()
+    if how.user is not None:
+        for path in (open_dir, home):
+            os.chown(path, how.user.pw_uid, how.user.pw_gid)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(open_dir)
+    return open_dir

@@ -7,10 +7,16 @@ import sys
 import tomllib
 
 import pytest
-from conftest import IS_ROOT, run_cli
+from conftest import run_cli, this_machine
+from contract import (
+    ATTEMPT_JSON_KEYS,
+    CALIBRATION_JSON_KEYS,
+    RECOMMENDATION_JSON_KEYS,
+    RUN_JSON_KEYS,
+)
+from factories import outcome_report
 
 from tiered_run.errors import UsageError
-from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions
 from tiered_run.inputs.units import parse_duration, parse_size
@@ -28,8 +34,6 @@ from tiered_run.workflows.calibrate import CalibrationOutcome, calibrate
 
 PY = sys.executable
 MiB, GiB = 1024**2, 1024**3
-MACHINE = read_machine()
-CONFIG = load_config(MACHINE, None)
 
 
 def test_escalation_multiplies_and_ends_at_the_maximum():
@@ -89,24 +93,15 @@ def test_durations_round_up_to_whole_seconds(seconds, text):
     assert parse_duration(text) >= seconds
 
 
-def report(outcome: Outcome, code: int, peak: int | None = 150 * MiB, wall: float = 2.0):
-    return RunReport(
-        run_id="r", command=("x",), tier="batch", backend="cgroup1", backend_reason="",
-        outcome=outcome, exit_code=code, returncode=code if outcome is Outcome.EXITED else None,
-        signal=None, message=f"{outcome.value} {code}", started_at="", wall_s=wall, cpu_s=0.1,
-        peak_memory_bytes=peak, peak_memory_source="kernel", peak_tasks=1, cpus=(0,),
-        cpus_seen=(0,), leftover_killed=0, limits={}, enforced_by_kernel=(),
-        memory_high_exceeded=False, host=None, log=None,
-    )  # fmt: skip
-
-
 def test_recommendation_covers_the_peak_with_headroom_and_parses_as_toml():
-    rec = recommend(report(Outcome.EXITED, 0, peak=150 * MiB, wall=7.3), 1.25)
+    rec = recommend(
+        outcome_report(Outcome.EXITED, 0, peak_memory_bytes=150 * MiB, wall_s=7.3), 1.25
+    )
     assert (rec.memory, rec.memory_high, rec.timeout) == ("190M", "150M", "10s")
     data = tomllib.loads(rec.toml("aimgr"))
     assert data == {"memory": "190M", "memory_high": "150M", "timeout": "10s"}
     assert "[tiers.aimgr]" in rec.toml("aimgr")
-    unknown = recommend(report(Outcome.EXITED, 0, peak=None), 1.25)
+    unknown = recommend(outcome_report(Outcome.EXITED, 0, peak_memory_bytes=None, wall_s=2.0), 1.25)
     assert tomllib.loads(unknown.toml(None)) == {"timeout": "3s"}
 
 
@@ -115,9 +110,10 @@ def fake_calibrate(outcomes, memory=(None,), timeout=(None,)):
 
     def runner(spec: RunSpec, _on_event: object) -> RunReport:
         seen.append(spec)
-        return report(*outcomes[len(seen) - 1])
+        return outcome_report(*outcomes[len(seen) - 1])
 
-    result = calibrate(("x",), RunOptions(), CONFIG, MACHINE, memory, timeout, runner=runner)
+    config = load_config(this_machine(), None)
+    result = calibrate(("x",), RunOptions(), config, this_machine(), memory, timeout, runner=runner)
     return result, seen
 
 
@@ -163,15 +159,26 @@ def test_running_out_of_steps_is_exhausted_with_the_last_code():
 def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('default_tier = "t"\n[tiers.t]\nmemory = "4G"\nmemory_high = "3G"\n')
-    config = load_config(MACHINE, path)
+    config = load_config(this_machine(), path)
     seen: list[RunSpec] = []
 
     def runner(spec: RunSpec, _on_event: object) -> RunReport:
         seen.append(spec)
-        return report(Outcome.EXITED, 0)
+        return outcome_report(Outcome.EXITED, 0)
 
-    calibrate(("x",), RunOptions(), config, MACHINE, (GiB,), (None,), runner=runner)
+    calibrate(("x",), RunOptions(), config, this_machine(), (GiB,), (None,), runner=runner)
     assert seen[0].limits.memory_high == GiB
+
+
+def test_calibration_json_keys_are_the_published_contract():
+    result, _ = fake_calibrate(
+        [(Outcome.MEMORY, EXIT_MEMORY), (Outcome.EXITED, 0)], memory=(64 * MiB, 128 * MiB)
+    )
+    data = result.to_dict()
+    assert set(data) == CALIBRATION_JSON_KEYS
+    assert [set(attempt) for attempt in data["attempts"]] == [ATTEMPT_JSON_KEYS] * 2
+    assert all(set(attempt["report"]) == RUN_JSON_KEYS for attempt in data["attempts"])
+    assert set(data["recommendation"]) == RECOMMENDATION_JSON_KEYS
 
 
 # Real hunts against the kernel.
@@ -179,8 +186,7 @@ def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
 TOUCH_150M = 'x = b"\\x01" * (150 << 20)'
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.root(reason="guarded runs need root for cgroups here")
 def test_finds_the_memory_a_workload_needs(tmp_path):
     proc = run_cli(
         *("--memory-start", "64M", "--factor", "2", "--memory-max", "1G", "--timeout", "20"),
@@ -202,8 +208,7 @@ def test_finds_the_memory_a_workload_needs(tmp_path):
     assert "memory (122)" in proc.stderr and "calibrated" in proc.stderr
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.root(reason="guarded runs need root for cgroups here")
 def test_stops_on_a_test_failure_after_one_attempt(tmp_path):
     proc = run_cli(
         *("--memory-start", "64M", "--", PY, "-c", "raise SystemExit(3)"),

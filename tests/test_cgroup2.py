@@ -6,12 +6,12 @@ import contextlib
 import errno
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import dead_pid, gone, wait_for
 
 from tiered_run.backends.base import Capability
 from tiered_run.backends.cgroup2 import Cgroup2Backend
@@ -20,31 +20,6 @@ from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
 
 MIB = 1024**2
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited and been reaped."""
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
-def is_dead(pid: int) -> bool:
-    """Gone, or a zombie nobody reaped yet (the init of a container may never reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def empty_dir(path: Path) -> None:
@@ -242,19 +217,14 @@ def test_freeze_writes_control_file(fake: Path) -> None:
     assert (fake / "tiered-run-1-a" / "cgroup.freeze").read_text() == "0"
 
 
-def test_kill_with_other_signal_reaches_listed_processes(fake: Path) -> None:
+def test_kill_with_other_signal_reaches_listed_processes(fake: Path, spawned) -> None:
     backend = fake_backend(fake)
     backend.create("1-a", FULL)
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        (fake / "tiered-run-1-a" / "cgroup.procs").write_text(f"{sleeper.pid}\n")
-        assert backend.pids() == [sleeper.pid]
-        backend.kill(signal.SIGTERM)
-        assert sleeper.wait(timeout=5) == -signal.SIGTERM
-    finally:
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
+    sleeper = spawned.popen(["sleep", "30"])
+    (fake / "tiered-run-1-a" / "cgroup.procs").write_text(f"{sleeper.pid}\n")
+    assert backend.pids() == [sleeper.pid]
+    backend.kill(signal.SIGTERM)
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
 
 
 def test_remove_is_idempotent(fake: Path) -> None:
@@ -281,30 +251,17 @@ def test_cleanup_stale_removes_only_dead_owners(fake: Path) -> None:
 # ---- the kernel ----------------------------------------------------------------------------
 
 
-def _real_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create cgroups"
-    reason = Cgroup2Backend.unusable_reason()
-    return f"no writable cgroup2 mount: {reason}" if reason else None
-
-
-@pytest.mark.root
+@pytest.mark.root(reason="needs root to create cgroups")
 class TestKernel:
     @pytest.fixture(autouse=True)
     def _require_cgroup2(self) -> None:
-        reason = _real_skip_reason()
+        reason = Cgroup2Backend.unusable_reason()
         if reason:
-            pytest.skip(reason)
+            pytest.skip(f"no writable cgroup2 mount: {reason}")
 
     @pytest.fixture
-    def procs(self):
-        """Popen handles to reap; killed by pid if a test left them running."""
-        started: list[subprocess.Popen] = []
-        yield started
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+    def procs(self, spawned):
+        return spawned
 
     @pytest.fixture
     def backend(self, procs):
@@ -314,15 +271,11 @@ class TestKernel:
         with contextlib.suppress(BackendError):
             backend.freeze(False)
         backend.kill(signal.SIGKILL)
-        for proc in procs:  # reaped before rmdir
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        procs.reap()  # before rmdir
         backend.remove()
 
-    def spawn(self, backend: Cgroup2Backend, procs: list, argv: list[str], **kw):
-        proc = subprocess.Popen(argv, preexec_fn=backend.attach, **kw)
-        procs.append(proc)
-        return proc
+    def spawn(self, backend: Cgroup2Backend, procs, argv: list[str], **kw):
+        return procs.popen(argv, preexec_fn=backend.attach, **kw)
 
     def test_placement_and_sample(self, backend: Cgroup2Backend, procs: list) -> None:
         sleeper = self.spawn(backend, procs, ["sleep", "30"])
@@ -339,14 +292,10 @@ class TestKernel:
         kill_file = (backend.path / "cgroup.kill").exists()
         assert (Capability.ATOMIC_KILL in backend.capabilities) == kill_file
 
-    def test_started_rejects_process_elsewhere(self, backend: Cgroup2Backend) -> None:
-        outsider = subprocess.Popen(["sleep", "30"])
-        try:
-            with pytest.raises(BackendError, match="landed in cgroup"):
-                backend.started(outsider.pid)
-        finally:
-            outsider.kill()
-            outsider.wait()
+    def test_started_rejects_process_elsewhere(self, backend: Cgroup2Backend, procs) -> None:
+        outsider = procs.popen(["sleep", "30"])
+        with pytest.raises(BackendError, match="landed in cgroup"):
+            backend.started(outsider.pid)
 
     def test_freeze_stops_the_tree(self, backend: Cgroup2Backend, procs: list) -> None:
         spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
@@ -357,7 +306,7 @@ class TestKernel:
             fields = Path(f"/proc/{spinner.pid}/stat").read_text().rpartition(")")[2].split()
             return int(fields[11]) + int(fields[12])  # utime + stime
 
-        assert wait_until(lambda: cpu_ticks() > 0)
+        assert wait_for(lambda: cpu_ticks() > 0)
         backend.freeze(True)
         assert "frozen 1" in events.read_text().splitlines()
         before = cpu_ticks()
@@ -365,7 +314,7 @@ class TestKernel:
         assert cpu_ticks() == before
         backend.freeze(False)
         assert "frozen 0" in events.read_text().splitlines()
-        assert wait_until(lambda: cpu_ticks() > before)
+        assert wait_for(lambda: cpu_ticks() > before)
 
     def test_sigkill_reaches_setsid_grandchild(self, backend: Cgroup2Backend, procs: list) -> None:
         script = (
@@ -378,12 +327,12 @@ class TestKernel:
             """Members in a session of their own: unreachable by process group."""
             return [p for p in backend.pids() if p != parent.pid and os.getsid(p) != parent_sid]
 
-        assert wait_until(lambda: bool(escaped()))
+        assert wait_for(lambda: bool(escaped()))
         grandchildren = escaped()
         backend.kill(signal.SIGKILL)
         assert backend.pids() == []
         assert parent.wait(timeout=5) == -signal.SIGKILL
-        assert wait_until(lambda: all(is_dead(pid) for pid in grandchildren))
+        assert wait_for(lambda: all(gone(pid) for pid in grandchildren))
         path = backend.path
         backend.remove()
         assert path is not None and not path.exists()
@@ -394,8 +343,7 @@ class TestKernel:
         stale = CgroupDir(backend.parent / f"tiered-run-p{os.getpid()}-abc123")
         stale.mkdir()
         try:
-            sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=stale.attach_self)
-            procs.append(sleeper)
+            sleeper = procs.popen(["sleep", "30"], preexec_fn=stale.attach_self)
             assert stale.procs() == [sleeper.pid]
             assert str(stale.path) in backend.cleanup_stale()
             assert sleeper.wait(timeout=5) == -signal.SIGKILL
@@ -403,6 +351,5 @@ class TestKernel:
         finally:
             if stale.exists():
                 kill_until_empty(stale, via_kill_file=(stale.path / "cgroup.kill").exists())
-                for proc in procs:
-                    proc.wait(timeout=10)
+                procs.reap()
                 stale.rmdir()

@@ -3,12 +3,10 @@ ends as it declares, on the machine's default backend and without cgroups."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import pytest
-from conftest import IS_ROOT
+from conftest import run_cli
 
 from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
@@ -36,20 +34,12 @@ def test_the_packaged_demo_is_valid_and_uses_this_python():
     assert ladder.steps[1].expect is Outcome.MEMORY
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.root(reason="guarded runs need root for cgroups here")
 @pytest.mark.parametrize("backend", ["auto", "plain"])
 def test_demo_end_to_end(backend, tmp_path):
-    report = tmp_path / "demo.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tiered_run", "demo", "--backend", backend, "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    proc = run_cli("--backend", backend, command="demo", text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(report.read_text())
+    data = proc.report
     assert data["outcome"] == "passed"
     steps = {s["name"]: s for s in data["steps"]}
     assert {name: s["report"]["outcome"] for name, s in steps.items()} == EXPECTED

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ALL_BACKENDS, guard_argv
+from conftest import ALL_BACKENDS, guard_argv, run_cli
 from workloads import PY
 
 # Three setsid'd sleepers left behind by a workload that exits at once.
@@ -67,9 +67,7 @@ def test_descriptors_the_caller_passes_reach_the_workload(tmp_path):
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)
     code = f"import os; os.write({write_end}, b'token')"
-    proc = subprocess.run(
-        guard_argv("--", PY, "-c", code), pass_fds=(write_end,), cwd=tmp_path, timeout=60
-    )
+    proc = run_cli("--", PY, "-c", code, command=None, report=False, pass_fds=(write_end,))
     os.close(write_end)
     assert proc.returncode == 0
     assert os.read(read_end, 100) == b"token"
@@ -78,13 +76,7 @@ def test_descriptors_the_caller_passes_reach_the_workload(tmp_path):
 
 def test_tiered_runs_own_descriptors_do_not_reach_the_workload(tmp_path):
     code = "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
-    proc = subprocess.run(
-        guard_argv("--log", "out.txt", "--", PY, "-c", code),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = run_cli("--log", "out.txt", "--", PY, "-c", code, command=None, report=False, text=True)
     assert proc.returncode == 0
     fds = json.loads(proc.stdout)
     assert [fd for fd in fds if fd > 2] in ([], [3])  # 3: listdir's own, at most

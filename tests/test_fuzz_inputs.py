@@ -13,17 +13,14 @@ import json
 import math
 import os
 import string
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ONLINE_CPUS
+from conftest import ONLINE_CPUS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiered_run.cli.entry import run_cli
 from tiered_run.engine import supervisor
 from tiered_run.inputs.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS
 from tiered_run.inputs.units import MAX_DURATION, MiB
@@ -166,7 +163,7 @@ def toml(value: object) -> str:
 
 
 @pytest.fixture
-def harness(monkeypatch, capfd, tmp_path):
+def harness(monkeypatch):
     """Run the entry point in-process; fail if a run would have started."""
     started: list[object] = []
 
@@ -175,13 +172,10 @@ def harness(monkeypatch, capfd, tmp_path):
         raise AssertionError(f"a run was started for bad input: {spec.command}")
 
     monkeypatch.setattr(supervisor, "run", tripwire)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TIERED_RUN_CONFIG", raising=False)
-    capfd.readouterr()
 
     def refuse(args: list[str]) -> None:
-        code = run_cli(args)
-        err = capfd.readouterr().err
+        result = run_cli(*args, command=None, report=False, in_process=True)
+        code, err = result.returncode, result.stderr
         lines = [line for line in err.splitlines() if line.strip()]
         assert not started, (args, err)
         assert code == 125, (args, code, err)
@@ -278,14 +272,10 @@ def test_end_to_end_bad_input_starts_nothing(data):
     value = data.draw(CLI_BAD[option].filter(lambda v: "\0" not in v), label="value")
     with tempfile.TemporaryDirectory(prefix="tiered-run-fuzz-") as where:
         marker = Path(where) / "started"
-        proc = subprocess.run(
-            [sys.executable, "-m", "tiered_run", option, value, "--", "touch", str(marker)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            cwd=where,
-            timeout=60,
-        )
+        proc = run_cli(
+            option, value, "--", "touch", str(marker),
+            command=None, report=False, text=True, cwd=where, timeout=60,
+        )  # fmt: skip
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 125, (option, value, proc.stderr)
         assert 1 <= len(lines) <= 2 and "Traceback" not in proc.stderr, proc.stderr

@@ -4,6 +4,7 @@ a fake host and clock, so nothing here sleeps."""
 from __future__ import annotations
 
 import pytest
+from factories import host_state
 
 from tiered_run.host.machine import HostState
 from tiered_run.policy.settle import Miss, Thresholds, host_dict, missed, wait_until_settled
@@ -11,19 +12,15 @@ from tiered_run.policy.settle import Miss, Thresholds, host_dict, missed, wait_u
 GiB = 1024**3
 
 
-def state(load: float = 0.5, avail: int = 8 * GiB, **pressure: float) -> HostState:
-    return HostState(load1=load, memory_available=avail, pressure=pressure)
-
-
 STRICT = Thresholds(load_max=2.0, memory_available_min=2 * GiB, pressure_max=20.0)
 
 
 def test_a_healthy_host_misses_nothing():
-    assert missed(state(1.0, 4 * GiB, cpu=5.0, memory=0.0, io=1.0), STRICT) == []
+    assert missed(host_state(1.0, 4 * GiB, cpu=5.0, memory=0.0, io=1.0), STRICT) == []
 
 
 def test_each_threshold_is_named_with_its_value():
-    misses = missed(state(3.5, 1 * GiB, cpu=50.0, memory=0.0, io=30.0), STRICT)
+    misses = missed(host_state(3.5, 1 * GiB, cpu=50.0, memory=0.0, io=30.0), STRICT)
     assert [(m.key, m.resource) for m in misses] == [
         ("load_max", None),
         ("memory_available_min", None),
@@ -37,12 +34,12 @@ def test_each_threshold_is_named_with_its_value():
 
 
 def test_values_at_the_threshold_pass():
-    assert missed(state(2.0, 2 * GiB, cpu=20.0), STRICT) == []
+    assert missed(host_state(2.0, 2 * GiB, cpu=20.0), STRICT) == []
 
 
 def test_unset_thresholds_and_missing_psi_are_not_checked():
-    assert missed(state(99.0, 1, cpu=100.0), Thresholds()) == []
-    assert missed(state(0.1, 8 * GiB), Thresholds(pressure_max=1.0)) == []
+    assert missed(host_state(99.0, 1, cpu=100.0), Thresholds()) == []
+    assert missed(host_state(0.1, 8 * GiB), Thresholds(pressure_max=1.0)) == []
 
 
 class FakeHost:
@@ -65,14 +62,14 @@ class FakeHost:
 
 
 def test_a_healthy_host_passes_at_once_without_sleeping():
-    host = FakeHost(state())
+    host = FakeHost(host_state())
     result = wait_until_settled(STRICT, host.read, host.clock, host.sleep)
     assert result.settled and result.samples == 1 and result.waited_s == 0
     assert host.slept == []
 
 
 def test_waits_until_the_host_recovers():
-    host = FakeHost(state(5.0), state(3.0), state(1.5))
+    host = FakeHost(host_state(5.0), host_state(3.0), host_state(1.5))
     limits = Thresholds(load_max=2.0, timeout=60, interval=2)
     result = wait_until_settled(limits, host.read, host.clock, host.sleep)
     assert result.settled
@@ -84,7 +81,7 @@ def test_waits_until_the_host_recovers():
 
 
 def test_gives_up_at_the_bound_and_names_what_was_missed():
-    host = FakeHost(state(5.0, 1 * GiB))
+    host = FakeHost(host_state(5.0, 1 * GiB))
     limits = Thresholds(load_max=2.0, memory_available_min=2 * GiB, timeout=5, interval=2)
     result = wait_until_settled(limits, host.read, host.clock, host.sleep)
     assert not result.settled
@@ -97,14 +94,14 @@ def test_gives_up_at_the_bound_and_names_what_was_missed():
 
 
 def test_a_host_that_settles_at_the_last_sample_passes():
-    host = FakeHost(state(5.0), state(5.0), state(1.0))
+    host = FakeHost(host_state(5.0), host_state(5.0), host_state(1.0))
     limits = Thresholds(load_max=2.0, timeout=2, interval=1)
     assert wait_until_settled(limits, host.read, host.clock, host.sleep).settled
 
 
 def test_host_dict_for_reports():
     assert host_dict(None) is None
-    assert host_dict(state(1.0, 5, cpu=2.0)) == {
+    assert host_dict(host_state(1.0, 5, cpu=2.0)) == {
         "load1": 1.0,
         "memory_available_bytes": 5,
         "pressure_pct": {"cpu": 2.0},

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
-import subprocess
-from pathlib import Path
 
 import pytest
-from workloads import PY
+from conftest import run_cli
 
 from tiered_run.errors import UsageError
 from tiered_run.host.machine import Machine
@@ -17,9 +16,8 @@ from tiered_run.inputs.identity import login_environment, login_path, resolve_us
 from tiered_run.inputs.plan import RunOptions, plan_run
 from tiered_run.model.spec import UserSpec
 
-IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")
-root_only = pytest.mark.skipif(not IS_ROOT, reason="--user needs root")
+root_only = pytest.mark.root(reason="--user needs root")
 SECRETS = {
     "MY_SECRET_TOKEN": "s3cr3t",
     "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t",
@@ -30,15 +28,7 @@ HOST = Machine(cpus=(0, 1), memory_total=8 << 30)
 ALICE = UserSpec("alice", 1001, 1001, (1001,), "/home/alice", "/bin/bash")
 
 
-def tiered_run(*args: str, cwd: Path, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [PY, "-m", "tiered_run", "-q", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
+tiered_run = functools.partial(run_cli, command=None, report=False, quiet=True, text=True)
 
 
 def workload_env(stdout: str) -> dict[str, str]:
@@ -129,13 +119,7 @@ def test_empty_user_in_a_ladder_is_refused_before_any_step(tmp_path):
         f'[[step]]\nname = "a"\ncommand = ["touch", "{marker}"]\n'
         '[[step]]\nname = "b"\nuser = ""\ncommand = "true"\n'
     )
-    proc = subprocess.run(
-        [PY, "-m", "tiered_run", "ladder", str(ladder)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = run_cli(str(ladder), command="ladder", report=False, text=True)
     assert proc.returncode == 125
     assert 'step 2 "b"' in proc.stderr and "empty user name" in proc.stderr
     assert not marker.exists()

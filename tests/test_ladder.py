@@ -4,16 +4,23 @@ logic on a fake runner, and real ladders against the kernel."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, run_cli
+from conftest import run_cli, this_machine
+from contract import (
+    HOST_SAMPLE_JSON_KEYS,
+    LADDER_JSON_KEYS,
+    MISS_JSON_KEYS,
+    RUN_JSON_KEYS,
+    SETTLE_JSON_KEYS,
+    STEP_JSON_KEYS,
+)
+from factories import host_state, outcome_report
 
 from tiered_run.errors import UsageError
-from tiered_run.host.machine import HostState, read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.ladder_file import load_ladder, parse_ladder, plan_ladder
 from tiered_run.model.report import Outcome, RunReport
@@ -25,7 +32,6 @@ from tiered_run.workflows.ladder import LadderOutcome, StepStatus, run_ladder
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 1024**3
-MACHINE = read_machine()
 
 GOOD = """
 name = "nightly"
@@ -87,8 +93,10 @@ def test_a_good_file_parses_with_defaults_and_overrides(tmp_path):
 
 def test_planning_uses_file_tier_step_tier_and_the_config(tmp_path):
     (tmp_path / "sub").mkdir()
-    config = load_config(MACHINE, write(tmp_path, '[tiers.aimgr]\nmemory = "2G"\n', "c.toml"))
-    specs = plan_ladder(load_ladder(write(tmp_path, GOOD)), config, MACHINE, "plain", 0.5)
+    config = load_config(
+        this_machine(), write(tmp_path, '[tiers.aimgr]\nmemory = "2G"\n', "c.toml")
+    )
+    specs = plan_ladder(load_ladder(write(tmp_path, GOOD)), config, this_machine(), "plain", 0.5)
     assert [s.tier for s in specs] == ["user", "user", "aimgr"]
     assert all(s.backend == "plain" and s.interval == 0.5 for s in specs)
     assert specs[0].limits.memory == GiB and specs[2].limits.memory == GiB
@@ -106,7 +114,7 @@ def test_the_example_ladder_parses_and_plans():
         "parallel-tests-89",
         "full-suite",
     ]
-    specs = plan_ladder(ladder, load_config(MACHINE, None), MACHINE)
+    specs = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     assert all(5 <= s.limits.timeout <= 15 for s in specs)
 
 
@@ -202,7 +210,7 @@ def test_every_key_the_format_accepts_works(tmp_path):
     # `cpu_weight = 100` failed ("expected a path string"); every documented key must plan.
     from tiered_run.inputs.ladder_file import DEFAULT_KEYS, SETTLE_KEYS, STEP_KEYS, TOP_KEYS
 
-    cpus = ",".join(str(c) for c in MACHINE.cpus[-1:])
+    cpus = ",".join(str(c) for c in this_machine().cpus[-1:])
     values = EVERY_VALUE.format(cpus=cpus)
     text = EVERY_KEY.format(defaults=values)
     data = __import__("tomllib").loads(text)
@@ -211,7 +219,7 @@ def test_every_key_the_format_accepts_works(tmp_path):
     assert set(data["settle"]) == SETTLE_KEYS
     assert set(data["step"][0]) == STEP_KEYS - {"user"}
     ladder = load_ladder(write(tmp_path, text))
-    (spec,) = plan_ladder(ladder, load_config(MACHINE, None), MACHINE)
+    (spec,) = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 200)
     assert spec.limits.timeout == 300 and spec.limits.kill_after == 0.5
     assert spec.limits.pressure_max == 80.5 and spec.limits.nice == 5
@@ -266,7 +274,7 @@ def test_plan_errors_name_file_and_step(case, tmp_path):
     text, needles = PLAN_BAD[case]
     path = write(tmp_path, text)
     with pytest.raises(UsageError) as err:
-        plan_ladder(load_ladder(path), load_config(MACHINE, None), MACHINE)
+        plan_ladder(load_ladder(path), load_config(this_machine(), None), this_machine())
     message = str(err.value)
     assert message.startswith(str(path)), message
     for needle in needles:
@@ -284,12 +292,7 @@ name = "second"
 command = "true"
 memory = "12 potatoes"
 """
-    proc = subprocess.run(
-        [PY, "-m", "tiered_run", "ladder", str(write(tmp_path, text))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli(str(write(tmp_path, text)), command="ladder", report=False, text=True)
     assert proc.returncode == 125
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert 'step 2 "second": memory: malformed size' in proc.stderr
@@ -299,27 +302,16 @@ memory = "12 potatoes"
 # The run logic, on a fake runner and a fake host: no root, no sleeping.
 
 
-def fake_report(outcome: Outcome, code: int) -> RunReport:
-    return RunReport(
-        run_id="r", command=("x",), tier="batch", backend="plain", backend_reason="",
-        outcome=outcome, exit_code=code, returncode=code if outcome is Outcome.EXITED else None,
-        signal=None, message=f"{outcome.value} {code}", started_at="", wall_s=0.5, cpu_s=0.1,
-        peak_memory_bytes=1024, peak_memory_source="sampled", peak_tasks=1, cpus=(0,),
-        cpus_seen=(0,), leftover_killed=0, limits={}, enforced_by_kernel=(),
-        memory_high_exceeded=False, host=None, log=None,
-    )  # fmt: skip
-
-
 def fake_run(outcomes: list[tuple[Outcome, int]], text: str, keep_going: bool = False, **kw):
     ladder = parse_ladder(__import__("tomllib").loads(text), "fake.toml")
-    specs = plan_ladder(ladder, load_config(MACHINE, None), MACHINE)
+    specs = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     ran: list[RunSpec] = []
 
     def runner(spec: RunSpec, _on_event: object) -> RunReport:
         ran.append(spec)
-        return fake_report(*outcomes[len(ran) - 1])
+        return outcome_report(*outcomes[len(ran) - 1])
 
-    host = HostState(0.1, 8 * GiB, {})
+    host = host_state(0.1)
     kw.setdefault("read_host", lambda: host)
     report = run_ladder(ladder, specs, keep_going=keep_going, runner=runner, **kw)
     return report, ran
@@ -358,7 +350,7 @@ def test_expected_breaches_pass_and_an_unexpected_clean_exit_fails_with_119():
 
 
 def test_an_unsettled_host_stops_the_ladder_as_unhealthy():
-    states = iter([HostState(0.1, 8 * GiB, {})] * 2 + [HostState(9.0, 8 * GiB, {})] * 100)
+    states = iter([host_state(0.1)] * 2 + [host_state(9.0)] * 100)
     clock = {"now": 0.0}
 
     def sleep(seconds: float) -> None:
@@ -379,6 +371,35 @@ def test_an_unsettled_host_stops_the_ladder_as_unhealthy():
     assert step2.status is StepStatus.NOT_RUN and step2.settle is not None
     assert "load 9.00 above load_max 2" in step2.reason and "load_max" in report.message
     assert report.steps[2].status is StepStatus.NOT_RUN
+
+
+def test_ladder_json_keys_are_the_published_contract():
+    # A step that ran, one the gate stopped (a settle result naming what was missed) and
+    # one not run: every kind of step entry the JSON holds.
+    states = iter([host_state(0.1)] * 2 + [host_state(9.0, cpu=50.0)] * 100)
+    clock = {"now": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    text = "[settle]\nload_max = 2\npressure_max = 10\ntimeout = '5s'\n" + THREE
+    report, _ = fake_run(
+        [(Outcome.EXITED, 0)] * 3,
+        text,
+        read_host=lambda: next(states),
+        clock=lambda: clock["now"],
+        sleep=sleep,
+    )
+    data = report.to_dict()
+    assert set(data) == LADDER_JSON_KEYS
+    ran, stopped, not_run = data["steps"]
+    for step in (ran, stopped, not_run):
+        assert set(step) == STEP_JSON_KEYS
+    assert set(ran["report"]) == RUN_JSON_KEYS
+    assert set(ran["host_before"]) == set(ran["host_after"]) == HOST_SAMPLE_JSON_KEYS
+    assert set(stopped["settle"]) == SETTLE_JSON_KEYS
+    assert [set(miss) for miss in stopped["settle"]["missed"]] == [MISS_JSON_KEYS] * 2
+    assert not_run["report"] is None and not_run["settle"] is None
 
 
 def test_an_interrupted_step_stops_even_with_keep_going():
@@ -417,8 +438,7 @@ command = ["{PY}", "-c", "open({str(marker)!r}, 'w')"]
     return write(tmp_path, text), marker
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.root(reason="guarded runs need root for cgroups here")
 def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
     path, marker = real_ladder(tmp_path)
     proc = run_cli(
@@ -439,8 +459,7 @@ def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
     assert suite.find("testcase[@name='after']/skipped") is not None
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+@pytest.mark.root(reason="guarded runs need root for cgroups here")
 def test_keep_going_runs_the_step_after_a_breach(tmp_path):
     path, marker = real_ladder(tmp_path)
     proc = run_cli(str(path), "--keep-going", tmp_path=tmp_path, command="ladder")

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Spawned
+from factories import host_state
 
 from tiered_run.backends.base import Backend, Usage
 from tiered_run.engine.monitor import TIMELINE_POINTS, Peaks, Timeline, terminate_tree
-from tiered_run.host.machine import HostReader, HostState, parse_psi_avg10, read_cpu_busy
+from tiered_run.host.machine import HostReader, parse_psi_avg10, read_cpu_busy
 from tiered_run.model.report import TimelinePoint
 from tiered_run.model.spec import Limits
 
@@ -183,10 +185,10 @@ def test_peaks_union_of_cpus_seen_and_whether_they_are_known():
 
 def test_peaks_of_the_host():
     peaks = Peaks()
-    peaks.add_host(HostState(load1=2.0, memory_available=3 * GiB, pressure={}))
+    peaks.add_host(host_state(load1=2.0, memory_available=3 * GiB))
     assert peaks.pressure is None
-    peaks.add_host(HostState(load1=5.0, memory_available=1 * GiB, pressure={"cpu": 30.0}))
-    peaks.add_host(HostState(load1=1.0, memory_available=2 * GiB, pressure={"io": 10.0}))
+    peaks.add_host(host_state(load1=5.0, memory_available=1 * GiB, cpu=30.0))
+    peaks.add_host(host_state(load1=1.0, memory_available=2 * GiB, io=10.0))
     assert peaks.load1 == 5.0
     assert peaks.pressure == 30.0
     assert peaks.memory_available_min == 1 * GiB
@@ -208,6 +210,7 @@ class ProcessListBackend(Backend):
     def __init__(self, procs: list[subprocess.Popen]) -> None:
         self.procs = procs
         self.signals: list[int] = []
+        self.polls: list[list[int]] = []  # what each look at the tree found
 
     @classmethod
     def unusable_reason(cls) -> str | None:
@@ -226,7 +229,8 @@ class ProcessListBackend(Backend):
         return Usage(tasks=len(self.pids()))
 
     def pids(self) -> list[int]:
-        return [proc.pid for proc in self.procs if proc.poll() is None]
+        self.polls.append([proc.pid for proc in self.procs if proc.poll() is None])
+        return self.polls[-1]
 
     def kill(self, sig: int) -> None:
         self.signals.append(sig)
@@ -241,28 +245,13 @@ class ProcessListBackend(Backend):
         pass
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=5)
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-def start_sleepers(procs: list[subprocess.Popen], count: int) -> None:
+def start_sleepers(procs: Spawned, count: int) -> None:
     for _ in range(count):
-        procs.append(subprocess.Popen(["sleep", "30"]))
+        procs.popen(["sleep", "30"])
 
 
-def start_term_ignorer(procs: list[subprocess.Popen]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", IGNORE_TERM], stdout=subprocess.PIPE, text=True)
-    procs.append(proc)
+def start_term_ignorer(procs: Spawned) -> subprocess.Popen:
+    proc = procs.popen([sys.executable, "-c", IGNORE_TERM], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
     return proc
 
@@ -272,44 +261,53 @@ def wait_all_dead(procs: list[subprocess.Popen]) -> None:
         proc.wait(timeout=2)
 
 
-def test_terminate_tree_sigkills_what_ignores_sigterm(procs):
-    start_sleepers(procs, 2)
-    ignorer = start_term_ignorer(procs)
-    backend = ProcessListBackend(procs)
+def test_terminate_tree_sigkills_what_ignores_sigterm(spawned):
+    start_sleepers(spawned, 2)
+    ignorer = start_term_ignorer(spawned)
+    backend = ProcessListBackend(spawned)
     started = time.monotonic()
     killed = terminate_tree(backend, grace=0.3)
     took = time.monotonic() - started
     assert killed == 1
     # SIGCONT right after the ending signal, so a stopped process acts on it.
     assert backend.signals == [signal.SIGTERM, signal.SIGCONT, signal.SIGKILL]
-    assert 0.25 <= took < 1.5
-    wait_all_dead(procs)
+    assert took >= 0.25  # the grace was waited out before the SIGKILL
+    assert backend.polls[-1] == [ignorer.pid]  # what the SIGKILL was for: only the ignorer
+    wait_all_dead(spawned)
     assert ignorer.returncode == -signal.SIGKILL
-    assert [p.returncode for p in procs[:2]] == [-signal.SIGTERM, -signal.SIGTERM]
+    assert [p.returncode for p in spawned[:2]] == [-signal.SIGTERM, -signal.SIGTERM]
 
 
-def test_terminate_tree_stops_early_when_all_exit_on_sigterm(procs):
-    start_sleepers(procs, 3)
-    backend = ProcessListBackend(procs)
-    started = time.monotonic()
-    killed = terminate_tree(backend, grace=5.0)
+def test_terminate_tree_stops_early_when_all_exit_on_sigterm(spawned):
+    start_sleepers(spawned, 3)
+    backend = ProcessListBackend(spawned)
+    # An hour of grace, which a minute's join cannot wait out; the hurry only frees a
+    # terminate_tree that would, so that the test fails instead of hanging.
+    hurry, result = threading.Event(), []
+    worker = threading.Thread(target=lambda: result.append(terminate_tree(backend, 3600, hurry)))
+    worker.start()
+    worker.join(60)
+    returned_early = not worker.is_alive()
+    hurry.set()
+    worker.join()
+    assert returned_early
+    killed = result[0]
     assert killed == 0
-    assert time.monotonic() - started < 1.0
+    assert backend.polls[-1] == []  # it stopped because the tree was empty
     assert backend.signals == [signal.SIGTERM, signal.SIGCONT]
-    wait_all_dead(procs)
-    assert all(p.returncode == -signal.SIGTERM for p in procs)
+    wait_all_dead(spawned)
+    assert all(p.returncode == -signal.SIGTERM for p in spawned)
 
 
-def test_terminate_tree_hurried_skips_the_grace_period(procs):
-    start_sleepers(procs, 1)
-    ignorer = start_term_ignorer(procs)
-    backend = ProcessListBackend(procs)
+def test_terminate_tree_hurried_skips_the_grace_period(spawned):
+    start_sleepers(spawned, 1)
+    ignorer = start_term_ignorer(spawned)
+    backend = ProcessListBackend(spawned)
     hurry = threading.Event()
     hurry.set()
-    started = time.monotonic()
-    killed = terminate_tree(backend, grace=10.0, hurry=hurry)
-    assert time.monotonic() - started < 1.0
+    killed = terminate_tree(backend, grace=3600.0, hurry=hurry)
+    assert len(backend.polls) == 1  # one look at the tree, then the SIGKILL: no grace
     assert killed >= 1
     assert backend.signals[-1] == signal.SIGKILL
-    wait_all_dead(procs)
+    wait_all_dead(spawned)
     assert ignorer.returncode == -signal.SIGKILL

@@ -5,41 +5,28 @@ before the workload starts (exit 125, one line)."""
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import pwd
-import shutil
-import signal
 import stat
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from workloads import PY
+from conftest import Result, run_cli
 
 from tiered_run.errors import UsageError
 from tiered_run.host.outputs import OutputKind, check_output, open_log, write_atomically
 
-IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")
 OPTIONS = ("--log", "--report", "--junit")
-root_only = pytest.mark.skipif(not IS_ROOT, reason="the attacks are on a root tiered-run")
+root_only = pytest.mark.root(reason="the attacks are on a root tiered-run")
+tiered_run = functools.partial(run_cli, command=None, report=False, quiet=True, text=True)
 
 
-def tiered_run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "tiered_run", "-q", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
-
-
-def refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+def refused(proc: Result, *needles: str) -> None:
     """Exit 125 with one line naming the problem."""
     assert proc.returncode == 125, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -325,15 +312,6 @@ def test_outputs_on_different_files_are_accepted(tmp_path):
     assert (tmp_path / "j.xml").read_text().startswith("<?xml")
 
 
-@pytest.fixture
-def open_dir():
-    """A temporary directory every user can walk through (pytest's own are root's 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="tiered-run-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
 @root_only
 def test_a_directory_we_cannot_write_is_refused(open_dir):
     """As nobody (a forked child: this Python may not be executable by nobody)."""
@@ -446,7 +424,7 @@ def _swap_for_ever(directory: Path, target: Path) -> None:  # pragma: no cover -
 
 
 @pytest.fixture
-def swapping(open_dir):
+def swapping(open_dir, spawned):
     """`open_dir/theirs/real`, which nobody keeps swapping between a directory of theirs
     and a symlink to `open_dir/rootonly`, a directory only root can enter."""
     theirs = open_dir / "theirs"
@@ -459,12 +437,10 @@ def swapping(open_dir):
     pid = os.fork()
     if pid == 0:  # pragma: no cover
         _swap_for_ever(theirs, rootonly)
+    spawned.adopt_fork(pid)
     time.sleep(0.05)
-    try:
-        yield theirs / "real" / "victim.conf", rootonly
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    yield theirs / "real" / "victim.conf", rootonly
+    spawned.reap()  # the swapping stops before open_dir goes
 
 
 def _attempts(write, rounds: int) -> int:

@@ -14,19 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HAS_SYSTEMD, IS_ROOT, backend_params, gone, guard_argv
+from conftest import HAS_SYSTEMD, backend_params, dead_pid, gone, guard_argv, run_cli, wait_for
 
 from tiered_run.backends import systemd
 from tiered_run.backends.cgroupfs import Mount, own_cgroups, system_mounts
 from tiered_run.backends.ownership import Kind, claim, is_stale, judge, kind_of, new_run_id
 from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def hold(path: Path) -> int:
@@ -140,16 +134,15 @@ def _unshare_argv(argv: list[str]) -> list[str]:
 
 
 def _unshare_problem() -> str | None:
-    if not IS_ROOT:
-        return "needs root"
     probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], check=False)
     return None if probe.returncode == 0 else "unshare --pid cannot create a PID namespace here"
 
 
 # systemd-run (systemd < 253) passes its pid as seen in its own namespace: a scope cannot be
 # made from another PID namespace, so the cleaner there cannot be the systemd backend.
+@pytest.mark.root(reason="needs root to make cgroups and PID namespaces")
 @pytest.mark.parametrize("backend", backend_params("cgroup1", "cgroup2"))
-def test_a_run_in_another_pid_namespace_leaves_a_live_run_alone(backend, tmp_path, spawned):
+def test_a_run_in_another_pid_namespace_leaves_a_live_run_alone(backend, tmp_path):
     problem = _unshare_problem()
     if problem:
         pytest.skip(problem)
@@ -159,17 +152,11 @@ def test_a_run_in_another_pid_namespace_leaves_a_live_run_alone(backend, tmp_pat
         )
     ready, go, report = tmp_path / "ready", tmp_path / "go", tmp_path / "first.json"
     wait_for_go = f"touch {ready}; for i in $(seq 600); do [ -e {go} ] && break; sleep 0.05; done"
-    first = subprocess.Popen(
-        guard_argv(
-            "-q", "--backend", backend, "--report", str(report), "--", "sh", "-c", wait_for_go
-        ),
-        cwd=tmp_path,
-    )
-    spawned.append(first)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert time.monotonic() < deadline, "the first run did not start"
-        time.sleep(0.02)
+    first = run_cli(
+        "--backend", backend, "--", "sh", "-c", wait_for_go,
+        command=None, report=report, quiet=True, wait=False,
+    )  # fmt: skip
+    assert wait_for(ready.exists, within=30), "the first run did not start"
     # The first run's pid does not exist in the new namespace.
     second = subprocess.run(
         _unshare_argv(guard_argv("-q", "--backend", backend, "--", "true")),
@@ -196,21 +183,19 @@ def _run_parent(backend: str) -> Path:
     return mount.path / own[""].lstrip("/")
 
 
+@pytest.mark.root(reason="needs root to make cgroups")
 @pytest.mark.parametrize("backend", backend_params("cgroup1", "cgroup2"))
 def test_a_dead_runs_cgroup_is_removed_though_its_pid_lives_on(backend, tmp_path, spawned):
     if backend == "cgroup2" and HAS_SYSTEMD:
         pytest.skip("cgroup2 runs here start in a delegated scope of their own")
-    if not IS_ROOT:
-        pytest.skip("needs root to make cgroups")
     # Named after a live process (ours), as when the dead owner's pid was reused.
     stale = _run_parent(backend) / f"tiered-run-p{os.getpid()}-c0ffee"
     stale.mkdir()
     try:
-        sleeper = subprocess.Popen(
+        sleeper = spawned.popen(
             ["sleep", "30"], preexec_fn=lambda: (stale / "cgroup.procs").write_text("0")
         )
-        spawned.append(sleeper)
-        done = subprocess.run(guard_argv("-q", "--backend", backend, "--", "true"), cwd=tmp_path)
+        done = run_cli("--backend", backend, "--", "true", command=None, report=False, quiet=True)
         assert done.returncode == 0
         assert sleeper.wait(timeout=10) == -signal.SIGKILL
         assert not stale.exists()
@@ -219,9 +204,7 @@ def test_a_dead_runs_cgroup_is_removed_though_its_pid_lives_on(backend, tmp_path
             for pid in (stale / "cgroup.procs").read_text().split():
                 if not gone(int(pid)):
                     os.kill(int(pid), signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while (stale / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: not (stale / "cgroup.procs").read_text().split())
             stale.rmdir()
 
 

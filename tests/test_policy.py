@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from factories import host_state
 
 from tiered_run.backends.base import Capability, Usage
-from tiered_run.host.machine import HostState
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
 from tiered_run.policy.breaches import find_breach, load_breach, load_over, over_memory_high
@@ -14,10 +14,6 @@ GiB = 1024**3
 CPUS = (0, 1)
 NOTHING = frozenset()
 KERNEL_ENFORCES = frozenset({Capability.MEMORY_LIMIT, Capability.TASKS_LIMIT})
-
-
-def host(load1: float = 0.0, **pressure: float) -> HostState:
-    return HostState(load1=load1, memory_available=4 * GiB, pressure=dict(pressure))
 
 
 # -- timeout ----------------------------------------------------------------------------
@@ -143,33 +139,33 @@ def test_within_every_ceiling_is_no_breach():
 
 
 def test_load_over_the_ceiling_says_by_how_much():
-    reason = load_over(Limits(CPUS, load_max=4.0), host(load1=6.5))
+    reason = load_over(Limits(CPUS, load_max=4.0), host_state(load1=6.5))
     assert reason == "host load 6.50 above 4"
 
 
 def test_load_at_or_below_the_ceiling_is_fine():
     limits = Limits(CPUS, load_max=4.0)
-    assert load_over(limits, host(load1=4.0)) is None
-    assert load_over(limits, host(load1=1.0)) is None
+    assert load_over(limits, host_state(load1=4.0)) is None
+    assert load_over(limits, host_state(load1=1.0)) is None
 
 
 def test_pressure_uses_the_worst_resource():
     limits = Limits(CPUS, pressure_max=20.0)
-    reason = load_over(limits, host(cpu=5.0, memory=35.5, io=1.0))
+    reason = load_over(limits, host_state(cpu=5.0, memory=35.5, io=1.0))
     assert reason == "host memory pressure 35.5 % above 20 %"
-    assert load_over(limits, host(cpu=20.0, memory=3.0)) is None
+    assert load_over(limits, host_state(cpu=20.0, memory=3.0)) is None
 
 
 def test_pressure_ceiling_ignored_where_the_host_has_no_pressure_data():
-    assert load_over(Limits(CPUS, pressure_max=1.0), host(load1=50.0)) is None
+    assert load_over(Limits(CPUS, pressure_max=1.0), host_state(load1=50.0)) is None
 
 
 def test_no_load_ceilings_means_never_over():
-    assert load_over(Limits(CPUS), host(load1=500.0, cpu=100.0)) is None
+    assert load_over(Limits(CPUS), host_state(load1=500.0, cpu=100.0)) is None
 
 
 def test_load_breach_only_when_told_to_kill():
-    over = host(load1=10.0)
+    over = host_state(load1=10.0)
     assert load_breach(Limits(CPUS, load_max=2.0, on_load=OnLoad.WARN), over) is None
     assert load_breach(Limits(CPUS, load_max=2.0, on_load=OnLoad.PAUSE), over) is None
     breach = load_breach(Limits(CPUS, load_max=2.0, on_load=OnLoad.KILL), over)
@@ -180,7 +176,7 @@ def test_load_breach_only_when_told_to_kill():
 
 def test_no_load_breach_when_under_the_ceiling_even_with_kill():
     limits = Limits(CPUS, load_max=2.0, pressure_max=50.0, on_load=OnLoad.KILL)
-    assert load_breach(limits, host(load1=1.0, cpu=10.0)) is None
+    assert load_breach(limits, host_state(load1=1.0, cpu=10.0)) is None
 
 
 # -- soft memory ceiling ----------------------------------------------------------------

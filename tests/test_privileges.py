@@ -7,18 +7,16 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import AUTO_BACKEND, IS_ROOT, python_cmd, run_cli
+from conftest import AUTO_BACKEND, python_cmd, run_cli
 from workloads import MEMORY_HOG, PY
 
 from tiered_run.engine import privileges
 from tiered_run.model.spec import Privileges
 
-pytestmark = pytest.mark.skipif(not IS_ROOT, reason="the workloads here run as root")
+pytestmark = pytest.mark.root(reason="the workloads here run as root")
 NOBODY = pwd.getpwnam("nobody")
 CAP_SYS_ADMIN = 21
 needs_memory_cgroup = pytest.mark.skipif(
@@ -133,23 +131,19 @@ def test_ladder_steps_get_drop_caps_too(tmp_path):
 
 
 @pytest.fixture
-def setuid_id():
+def setuid_id(open_dir):
     """A setuid-root copy of `id` in a temporary directory anyone can walk through."""
-    where = Path(tempfile.mkdtemp(prefix="tiered-run-test-"))
-    where.chmod(0o755)
-    program = where / "id"
+    program = open_dir / "id"
     shutil.copy("/usr/bin/id", program)
     program.chmod(0o4755)
-    yield program
-    shutil.rmtree(where)
+    return program
 
 
 def test_no_new_privileges_keeps_a_setuid_program_from_raising_privileges(setuid_id, tmp_path):
     def euid(*flags: str) -> str:
-        proc = subprocess.run(
-            [PY, "-m", "tiered_run", "-q", "--user", "nobody", "--cwd", "/", *flags, "--",
-             str(setuid_id), "-u"],
-            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        proc = run_cli(
+            "--user", "nobody", "--cwd", "/", *flags, "--", str(setuid_id), "-u",
+            command=None, report=False, quiet=True, text=True,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()

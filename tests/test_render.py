@@ -5,108 +5,20 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from contract import (
+    EVENT_JSON_KEYS,
+    HOST_JSON_KEYS,
+    LIMITS_JSON_KEYS,
+    RUN_JSON_KEYS,
+    TIMELINE_JSON_KEYS,
+)
+from factories import GiB, MiB, make_report, timeout_report
 
-from tiered_run.model.report import Event, HostSummary, Outcome, RunReport, TimelinePoint
-from tiered_run.policy.exit_codes import EXIT_TIMEOUT
+from tiered_run.model.report import Event, HostSummary, Outcome, TimelinePoint
+from tiered_run.model.spec import Limits
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
 from tiered_run.render.run import headline, render_table
-
-MiB = 1024**2
-GiB = 1024**3
-
-
-def make_report(**overrides: object) -> RunReport:
-    values: dict[str, object] = {
-        "run_id": "run-1",
-        "command": ("make", "-j4", "test"),
-        "tier": "build",
-        "backend": "cgroupfs",
-        "backend_reason": "cgroup v2 delegated to this user",
-        "outcome": Outcome.EXITED,
-        "exit_code": 0,
-        "returncode": 0,
-        "signal": None,
-        "message": "exited with code 0",
-        "started_at": "2024-05-01T12:00:00+00:00",
-        "wall_s": 8.02,
-        "cpu_s": 15.9,
-        "peak_memory_bytes": 412 * MiB,
-        "peak_memory_source": "kernel",
-        "peak_tasks": 17,
-        "cpus": (4, 5, 6, 7),
-        "cpus_seen": (4, 5),
-        "leftover_killed": 0,
-        "limits": {"timeout_s": 8.0, "memory_bytes": 2 * GiB, "tasks_max": 512},
-        "enforced_by_kernel": ("memory", "tasks"),
-        "memory_high_exceeded": False,
-        "host": HostSummary(
-            load1_start=0.5,
-            load1_peak=3.1,
-            load1_end=2.0,
-            pressure_peak_pct=None,
-            memory_available_min_bytes=8 * GiB,
-        ),
-        "log": None,
-        "events": (),
-        "ended_at": "2024-05-01T12:00:08+00:00",
-        "hostname": "build-7",
-        "tiered_run_version": "0.1.0",
-    }
-    values.update(overrides)
-    return RunReport(**values)  # type: ignore[arg-type]
-
-
-def timeout_report(**overrides: object) -> RunReport:
-    values: dict[str, object] = {
-        "outcome": Outcome.TIMEOUT,
-        "exit_code": EXIT_TIMEOUT,
-        "returncode": None,
-        "signal": 9,
-        "message": "timeout: still running at its 8 s timeout",
-    }
-    values.update(overrides)
-    return make_report(**values)
-
-
-JSON_KEYS = {
-    "schema_version",
-    "run_id",
-    "command",
-    "tier",
-    "backend",
-    "backend_reason",
-    "outcome",
-    "exit_code",
-    "returncode",
-    "signal",
-    "signal_name",
-    "message",
-    "started_at",
-    "ended_at",
-    "hostname",
-    "tiered_run_version",
-    "peak_memory_method",
-    "peak_memory_unreclaimable_bytes",
-    "memory_split",
-    "wall_s",
-    "cpu_s",
-    "peak_memory_bytes",
-    "peak_memory_source",
-    "peak_tasks",
-    "cpus",
-    "cpus_seen",
-    "leftover_killed",
-    "limits",
-    "enforced_by_kernel",
-    "not_enforced",
-    "memory_high_exceeded",
-    "host",
-    "log",
-    "warnings",
-    "events",
-    "timeline",
-}
 
 
 def row(table: str, key: str) -> str:
@@ -117,8 +29,23 @@ def row(table: str, key: str) -> str:
 
 def test_json_keys_are_the_published_contract():
     data = json.loads(render_json(make_report()))
-    assert set(data) == JSON_KEYS
+    assert set(data) == RUN_JSON_KEYS
     assert data["schema_version"] == 2
+
+
+def test_nested_json_keys_are_the_published_contract_too():
+    host = HostSummary(0.5, 1.0, 0.7, 12.5, GiB, (0, 1), 42.0)
+    report = make_report(
+        limits=Limits(cpus=(0,)).as_dict(),
+        host=host,
+        events=(Event(0.5, "load", "host load 3.00 above 2"),),
+        timeline=(TimelinePoint(0.25, 100 * MiB, 3, 0.1, 0.5, 12.5),),
+    )
+    data = json.loads(render_json(report))
+    assert set(data["limits"]) == LIMITS_JSON_KEYS
+    assert set(data["host"]) == HOST_JSON_KEYS
+    assert [set(event) for event in data["events"]] == [EVENT_JSON_KEYS]
+    assert [set(point) for point in data["timeline"]] == [TIMELINE_JSON_KEYS]
 
 
 def test_json_values_are_plain_and_unknown_stays_null():

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import ONLINE_CPUS, run_cli
-from workloads import PY
+from conftest import ONLINE_CPUS, python_cmd, run_cli
+from contract import (
+    HOST_JSON_KEYS,
+    LIMITS_JSON_KEYS,
+    MEMORY_SPLIT_JSON_KEYS,
+    RUN_JSON_KEYS,
+    TIMELINE_JSON_KEYS,
+)
 
 from tiered_run import __version__
 
@@ -61,6 +66,17 @@ def test_json_says_when_where_and_by_which_version(tmp_path):
     assert report["tiered_run_version"] == __version__
 
 
+def test_a_real_report_has_the_published_keys_at_every_level(tmp_path):
+    code = "import time; x = b'1' * (20 << 20); time.sleep(0.6)"
+    report = run_cli("--interval", "0.1", "--", *python_cmd(code), tmp_path=tmp_path).report
+    assert set(report) == RUN_JSON_KEYS
+    assert set(report["limits"]) == LIMITS_JSON_KEYS
+    assert set(report["host"]) == HOST_JSON_KEYS
+    assert report["timeline"]
+    assert all(set(point) == TIMELINE_JSON_KEYS for point in report["timeline"])
+    assert report["memory_split"] is None or set(report["memory_split"]) == MEMORY_SPLIT_JSON_KEYS
+
+
 def test_only_ceilings_that_are_set_are_listed_as_kernel_enforced(tmp_path):
     result = run_cli("--memory", "none", "--", "true", tmp_path=tmp_path)
     report = result.report
@@ -88,11 +104,6 @@ def test_tiers_points_out_a_tier_on_protected_cpus(tmp_path):
         f'[tiers.system]\ncpus = "{everything}"\nprotected = true\n'
         f'[tiers.w]\ncpus = "{ONLINE_CPUS[-1]}"\n'
     )
-    proc = subprocess.run(
-        [PY, "-m", "tiered_run", "--config", str(config), "tiers"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("--config", str(config), "tiers", command=None, report=False, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"w: CPU {ONLINE_CPUS[-1]} kept by protected tier 'system'" in proc.stdout

@@ -7,22 +7,19 @@ import hashlib
 import json
 import pwd
 import signal
-import subprocess
-import time
 
 import pytest
 from conftest import (
     ALL_BACKENDS,
     AUTO_BACKEND,
     HAS_CPUSET,
-    IS_ROOT,
     ONLINE_CPUS,
     backend_params,
     gone,
-    guard_argv,
     leaked_cgroups,
     python_cmd,
     run_cli,
+    wait_for,
 )
 from workloads import (
     AFFINITY_ESCAPE,
@@ -35,7 +32,7 @@ from workloads import (
     SPREAD_HOG,
 )
 
-pytestmark = pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+pytestmark = pytest.mark.root(reason="guarded runs need root for cgroups here")
 
 KERNEL_BACKENDS = backend_params("cgroup1")
 
@@ -216,26 +213,23 @@ def test_log_is_complete_up_to_a_kill(tmp_path):
 
 @pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "plain"))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_path, spawned):
+def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_path):
     pid_file, report = tmp_path / "daemon.pid", tmp_path / "report.json"
-    proc = subprocess.Popen(
-        guard_argv(
-            "--backend",
-            backend,
-            "--report",
-            str(report),
-            "--kill-after",
-            "0.5",
-            "--",
-            PY,
-            "-c",
-            DAEMON + "\ntime.sleep(40)",
-            str(pid_file),
-        ),
-        cwd=tmp_path,
+    proc = run_cli(
+        "--backend",
+        backend,
+        "--kill-after",
+        "0.5",
+        "--",
+        PY,
+        "-c",
+        DAEMON + "\ntime.sleep(40)",
+        str(pid_file),
+        command=None,
+        report=report,
+        wait=False,
     )
-    spawned.append(proc)
-    _wait_for(pid_file.exists)
+    assert wait_for(pid_file.exists)
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == 128 + sig
     data = json.loads(report.read_text())
@@ -246,22 +240,20 @@ def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_pat
 
 
 @pytest.mark.skipif(AUTO_BACKEND == "plain", reason="needs a cgroup backend")
-def test_sigkill_of_tiered_run_still_ends_the_tree_and_cleans_up(tmp_path, spawned):
+def test_sigkill_of_tiered_run_still_ends_the_tree_and_cleans_up(tmp_path):
     pid_file = tmp_path / "daemon.pid"
-    proc = subprocess.Popen(
-        [PY, "-m", "tiered_run", "-q", "--", PY, "-c", DAEMON + "\ntime.sleep(40)", str(pid_file)],
-        cwd=tmp_path,
-    )
-    spawned.append(proc)
-    _wait_for(pid_file.exists)
+    proc = run_cli(
+        "--", PY, "-c", DAEMON + "\ntime.sleep(40)", str(pid_file),
+        command=None, report=False, quiet=True, wait=False,
+    )  # fmt: skip
+    assert wait_for(pid_file.exists)
     proc.kill()
     proc.wait()
     daemon = int(pid_file.read_text())
-    _wait_for(lambda: gone(daemon), within=3)
-    _wait_for(lambda: not [p for p in leaked_cgroups() if f"tiered-run-p{proc.pid}-" in p], 3)
+    assert wait_for(lambda: gone(daemon), within=3)
+    assert wait_for(lambda: not [p for p in leaked_cgroups() if f"tiered-run-p{proc.pid}-" in p], 3)
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="--user needs root")
 def test_user_switch_drops_to_the_account_like_su(tmp_path):
     # A shell, not this Python: its install may not be readable by nobody.
     script = 'echo "$(id -u) $(id -g) $USER $HOME"'
@@ -278,7 +270,28 @@ def test_user_switch_drops_to_the_account_like_su(tmp_path):
     )
 
 
-def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(tmp_path):
+# Spins (at nice 19, for at most 60 s) so that the host's 1-minute load average is above 0.
+SPIN = (
+    "import os, time\nos.nice(19)\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
+)
+
+
+def load1() -> float:
+    with open("/proc/loadavg") as handle:
+        return float(handle.read().split()[0])
+
+
+@pytest.fixture
+def host_over_zero_load(spawned):
+    """A host whose load average stays above 0 for the whole test, so that `--load-max 0`
+    is always breached: a spinning process of ours, ended with the test, keeps it there."""
+    spawned.popen(python_cmd(SPIN))
+    assert wait_for(lambda: load1() > 0, within=15), "the load average stayed at 0"
+
+
+def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(
+    tmp_path, host_over_zero_load
+):
     marker = tmp_path / "ran"
     code = f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(marker)!r}).touch()"
     result = run_cli(
@@ -294,13 +307,12 @@ def test_pause_freezes_the_tree_while_the_host_is_over_its_load_ceiling(tmp_path
         *python_cmd(code),
         tmp_path=tmp_path,
     )
-    if not any(e["kind"] == "pause" for e in result.report["events"]):
-        pytest.skip("host load and pressure were exactly 0: nothing to pause for")
+    assert any(e["kind"] == "pause" for e in result.report["events"]), result.report["events"]
     assert result.returncode == 124
     assert not marker.exists()
 
 
-def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path):
+def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path, host_over_zero_load):
     result = run_cli(
         "--load-max",
         "0",
@@ -314,8 +326,6 @@ def test_load_kill_ends_the_run_with_the_load_outcome(tmp_path):
         *python_cmd("import time; time.sleep(3)"),
         tmp_path=tmp_path,
     )
-    if result.report["host"]["load1_peak"] == 0 and not result.report["host"]["pressure_peak_pct"]:
-        pytest.skip("host load and pressure were exactly 0: no breach possible")
     assert result.returncode == 121
     assert result.report["outcome"] == "load"
 
@@ -333,16 +343,9 @@ def test_report_describes_a_cgroup_run(tmp_path):
 
 def test_default_command_and_run_subcommand_are_the_same(tmp_path):
     for args in (["-q", "--", "false"], ["run", "-q", "--", "false"]):
-        proc = subprocess.run([PY, "-m", "tiered_run", *args], capture_output=True)
+        proc = run_cli(*args, command=None, report=False)
         assert proc.returncode == 1, proc.stderr
-        assert b"exited with code 1" in proc.stderr
-
-
-def _wait_for(predicate, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {within} s"
-        time.sleep(0.02)
+        assert "exited with code 1" in proc.stderr
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import guard_argv, wait_for
+from conftest import run_cli, wait_for
 from workloads import PY
 
 # Late enough for the interpreter to be up (before that, Python's own defaults apply),
@@ -23,10 +23,8 @@ EARLY = [0.08, 0.15, 0.3, 0.5]
 @pytest.mark.parametrize("delay", EARLY)
 def test_signal_in_the_first_instants_still_gives_a_report(sig, delay, tmp_path):
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        guard_argv("--report", str(report), "--", "sleep", "10"),
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
+    proc = run_cli(
+        "--", "sleep", "10", command=None, report=report, wait=False, stderr=subprocess.PIPE
     )
     time.sleep(delay)
     proc.send_signal(sig)
@@ -40,11 +38,11 @@ def test_signal_in_the_first_instants_still_gives_a_report(sig, delay, tmp_path)
 
 def test_signal_ignored_by_the_caller_stays_ignored(tmp_path):
     """`nohup tiered-run -- sleep 3` survived SIGHUP only without tiered-run."""
-    proc = subprocess.Popen(
-        guard_argv("--", "sleep", "2"),
-        cwd=tmp_path,
+    proc = run_cli(
+        "--", "sleep", "2",
+        command=None, report=False, wait=False,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
-    )
+    )  # fmt: skip
     time.sleep(0.7)
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 0
@@ -55,11 +53,10 @@ def test_signal_while_the_report_is_written_keeps_the_report_and_its_code(tmp_pa
     signal then used to kill tiered-run with another exit status and lose the report."""
     fifo = tmp_path / "report.fifo"
     with _full_fifo(fifo) as (reader, filled):
-        proc = subprocess.Popen(
-            guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-        )
+        proc = run_cli(
+            "--", PY, "-c", "import sys; sys.exit(3)",
+            command=None, report=fifo, wait=False, stderr=subprocess.PIPE,
+        )  # fmt: skip
         # The run is over once the workload is gone; tiered-run then waits for room.
         assert wait_for(lambda: _blocked_in(proc.pid, WRITE), within=20)
         proc.send_signal(signal.SIGTERM)
@@ -73,11 +70,10 @@ def test_signal_while_the_report_is_written_keeps_the_report_and_its_code(tmp_pa
 def test_second_signal_ends_a_blocked_report_write_with_the_runs_code(tmp_path):
     fifo = tmp_path / "report.fifo"
     with _full_fifo(fifo):
-        proc = subprocess.Popen(
-            guard_argv("--report", str(fifo), "--", PY, "-c", "import sys; sys.exit(3)"),
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-        )
+        proc = run_cli(
+            "--", PY, "-c", "import sys; sys.exit(3)",
+            command=None, report=fifo, wait=False, stderr=subprocess.PIPE,
+        )  # fmt: skip
         assert wait_for(lambda: _blocked_in(proc.pid, WRITE), within=20)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
@@ -123,11 +119,7 @@ def test_sigterm_between_ladder_steps_stops_the_ladder(tmp_path):
         '[settle]\nload_max = 0.0\ntimeout = "30s"\ninterval = "0.2s"\n'
     )
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        guard_argv("ladder", str(ladder), "--report", str(report)),
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
+    proc = run_cli(str(ladder), command="ladder", report=report, wait=False, stderr=subprocess.PIPE)
     time.sleep(1.5)  # in the settle wait: load 0.0 is never reached
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)

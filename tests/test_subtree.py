@@ -7,23 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
-from conftest import (
-    IS_ROOT,
-    backend_params,
-    gone,
-    guard_argv,
-    run_cli,
-)
+from conftest import backend_params, gone, run_cli, wait_for
 from workloads import MEMORY_HOG, PY
 
 from tiered_run.backends import Cgroup2Backend
 from tiered_run.backends.cgroupfs import own_cgroups, system_mounts
 
-pytestmark = pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+pytestmark = pytest.mark.root(reason="guarded runs need root for cgroups here")
 
 CGROUP_BACKENDS = backend_params("systemd", "cgroup1", "cgroup2")
 
@@ -69,13 +62,6 @@ def timeout_s(tmp_path_factory) -> str:
     start = time.monotonic()
     run_cli("--", "true", tmp_path=tmp_path_factory.mktemp("startup"))
     return f"{min(40.0, max(2.0, 4 * (time.monotonic() - start))):.1f}"
-
-
-def wait_for(predicate, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {within} s"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("backend", CGROUP_BACKENDS)
@@ -172,7 +158,7 @@ def unified_group():
     group = mount.path / own_cgroups()[""].lstrip("/") / f"tiered-run-test-{os.getpid()}"
     group.mkdir()
     yield group
-    wait_for(lambda: not (group / "cgroup.procs").read_text().split())
+    assert wait_for(lambda: not (group / "cgroup.procs").read_text().split(), within=20)
     group.rmdir()
 
 
@@ -205,7 +191,7 @@ def test_cleanup_that_fails_keeps_the_result_and_the_next_start_retries(
         # The next start takes the dead run's groups (their lock is free) and removes them,
         # killing what is left in them.
         assert run_cli("--backend", backend, "--", "true", tmp_path=tmp_path).returncode == 0
-        wait_for(lambda: gone(escaped))
+        assert wait_for(lambda: gone(escaped), within=20)
         assert run_dirs(report["run_id"]) == []
     finally:
         if not gone(escaped):
@@ -286,18 +272,16 @@ def test_oom_at_the_inner_ceiling_is_the_inner_runs_outcome(backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", CGROUP_BACKENDS)
-def test_sigkill_of_an_outer_run_ends_and_removes_the_nested_run_too(backend, tmp_path, spawned):
+def test_sigkill_of_an_outer_run_ends_and_removes_the_nested_run_too(backend, tmp_path):
     sleeper = tmp_path / "sleeper.pid"
     script = f"sleep 60 & echo $! > {sleeper}; wait"
-    outer = subprocess.Popen(
-        guard_argv(
-            "-q", "--backend", backend, "--", *inner_argv(backend, "-q"), "--", "sh", "-c", script
-        ),
-        cwd=tmp_path,
-    )
-    spawned.append(outer)
-    wait_for(lambda: sleeper.exists() and sleeper.read_text().strip())  # written, not only made
+    outer = run_cli(
+        "--backend", backend, "--", *inner_argv(backend, "-q"), "--", "sh", "-c", script,
+        command=None, report=False, quiet=True, wait=False,
+    )  # fmt: skip
+    # written, not only made
+    assert wait_for(lambda: sleeper.exists() and sleeper.read_text().strip(), within=20)
     outer.kill()
     outer.wait()
-    wait_for(lambda: gone(int(sleeper.read_text())))
-    wait_for(lambda: run_dirs(f"tiered-run-p{outer.pid}-") == [])
+    assert wait_for(lambda: gone(int(sleeper.read_text())), within=20)
+    assert wait_for(lambda: run_dirs(f"tiered-run-p{outer.pid}-") == [], within=20)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
-from conftest import HAS_SYSTEMD, run_cli
-from workloads import PY
+from conftest import HAS_SYSTEMD, guard_argv, run_cli, wait_for
 
-pytestmark = pytest.mark.skipif(
-    not HAS_SYSTEMD or os.geteuid() != 0, reason="needs root on a machine with systemd as PID 1"
-)
+pytestmark = [
+    pytest.mark.root(reason="needs root on a machine with systemd as PID 1"),
+    pytest.mark.skipif(not HAS_SYSTEMD, reason="needs a machine with systemd as PID 1"),
+]
 
 
 def units() -> list[str]:
@@ -36,15 +35,7 @@ def test_workload_from_a_login_session_lands_in_the_tier_slice(tmp_path):
             "--collect",
             "--slice=user-0.slice",
             f"--unit={session}",
-            PY,
-            "-m",
-            "tiered_run",
-            "-q",
-            "--tier",
-            "batch",
-            "--",
-            "cat",
-            "/proc/self/cgroup",
+            *guard_argv("-q", "--tier", "batch", "--", "cat", "/proc/self/cgroup"),
         ],
         capture_output=True,
         text=True,
@@ -90,9 +81,7 @@ def test_scope_carries_the_tier_limits(tmp_path):
 def test_no_unit_or_cgroup_is_left_after_runs(tmp_path):
     run_cli("--backend", "systemd", "--", "true", tmp_path=tmp_path)
     run_cli("--backend", "systemd", "--timeout", "0.5", "--", "sleep", "30", tmp_path=tmp_path)
-    deadline = time.monotonic() + 10
-    while units() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not units(), step=0.1)
     assert units() == []
     leftovers = [
         os.path.join(root, d)

@@ -10,14 +10,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import termios
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import gone, guard_argv, wait_for
+from conftest import SPAWNED, gone, guard_argv, run_cli, wait_for
 from workloads import DAEMON, PY
 
 CTRL_C, CTRL_Z = b"\x03", b"\x1a"
@@ -34,14 +33,18 @@ class OnTerminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen(
-            args if raw else guard_argv(*args),
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=cwd,
-            preexec_fn=take_terminal,
-        )
+        on_terminal = {"stdin": slave, "stdout": slave, "stderr": slave, "cwd": cwd}
+        if raw:
+            self.proc = SPAWNED.popen(args, preexec_fn=take_terminal, **on_terminal)
+        else:
+            self.proc = run_cli(
+                *args,
+                command=None,
+                report=False,
+                wait=False,
+                preexec_fn=take_terminal,
+                **on_terminal,
+            )
         os.close(slave)
         self.master = master
         self.output = b""
@@ -70,23 +73,13 @@ class OnTerminal:
         os.close(self.master)
         return code
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
 
 @pytest.fixture
 def terminal():
-    started: list[OnTerminal] = []
-
     def start(*args: str, cwd: Path, raw: bool = False) -> OnTerminal:
-        started.append(OnTerminal(list(args), cwd, raw))
-        return started[-1]
+        return OnTerminal(list(args), cwd, raw)
 
-    yield start
-    for term in started:
-        term.kill()
+    return start
 
 
 def test_workload_can_open_dev_tty(terminal, tmp_path):
@@ -167,12 +160,10 @@ def test_ctrl_z_stops_the_whole_tree_and_fg_resumes_it(terminal, tmp_path):
 
 
 def test_signal_option_sends_sigint_first_without_a_terminal(tmp_path):
-    proc = subprocess.run(
-        guard_argv("--signal", "INT", "--timeout", "1", "--", PY, "-c", SUMMARY_ON_CTRL_C),
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = run_cli(
+        "--signal", "INT", "--timeout", "1", "--", PY, "-c", SUMMARY_ON_CTRL_C,
+        command=None, report=False,
+    )  # fmt: skip
     assert proc.returncode == 124
     assert b"summary: got SIGINT\n" in proc.stdout
 
@@ -188,13 +179,8 @@ def test_stopped_workload_gets_sigcont_after_the_ending_signal(tmp_path):
     """A stopped process only acts on SIGTERM once continued; without SIGCONT it sat there
     until the SIGKILL after the grace."""
     report = tmp_path / "r.json"
-    args = ["--timeout", "1", "--kill-after", "20", "--report", str(report)]
-    proc = subprocess.run(
-        guard_argv(*args, "--", PY, "-c", STOPPED_WITH_TERM_HANDLER),
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    args = ["--timeout", "1", "--kill-after", "20"]
+    proc = run_cli(*args, "--", PY, "-c", STOPPED_WITH_TERM_HANDLER, command=None, report=report)
     assert proc.returncode == 124
     assert b"term handled" in proc.stdout
     data = json.loads(report.read_text())

@@ -560,14 +560,14 @@ def test_plan_merges_env_overrides_over_the_environment(monkeypatch):
     assert "TR_TEST_NEW" not in os.environ
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="user lookup happens only as root")
+@pytest.mark.root(reason="user lookup happens only as root")
 def test_plan_refuses_unknown_user():
     host = machine(4)
     with pytest.raises(UsageError, match="unknown user 'no-such-user-tr'"):
         plan_run(("true",), RunOptions(user="no-such-user-tr"), built_in(host), host)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="user lookup happens only as root")
+@pytest.mark.root(reason="user lookup happens only as root")
 def test_plan_refuses_unknown_user_named_by_the_tier():
     host = machine(4)
     config = parse_config(
@@ -577,7 +577,7 @@ def test_plan_refuses_unknown_user_named_by_the_tier():
         plan_run(("true",), RunOptions(), config, host)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="user lookup happens only as root")
+@pytest.mark.root(reason="user lookup happens only as root")
 def test_plan_with_user_sets_their_login_environment(monkeypatch):
     import pwd
 

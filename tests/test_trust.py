@@ -3,36 +3,26 @@ decide which account a workload runs as and which commands run."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
-from workloads import PY
+from conftest import Result, run_cli
 
 from tiered_run.inputs.trust import file_problem, path_problem
 
-IS_ROOT = os.geteuid() == 0
 NOBODY = pwd.getpwnam("nobody")
-root_only = pytest.mark.skipif(not IS_ROOT, reason="the attacks are on a root tiered-run")
+root_only = pytest.mark.root(reason="the attacks are on a root tiered-run")
 BATCH_AS_NOBODY = '[tiers.batch]\nuser = "nobody"\ncpus = "0"\n'
 
 
-def tiered_run(*args: str, cwd: Path, env: dict[str, str] | None = None):
-    environment = {k: v for k, v in os.environ.items() if k != "TIERED_RUN_CONFIG"}
-    return subprocess.run(
-        [PY, "-m", "tiered_run", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**environment, **(env or {})},
-        timeout=60,
-    )
+tiered_run = functools.partial(run_cli, command=None, report=False, text=True)
 
 
-def refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+def refused(proc: Result, *needles: str) -> None:
     assert proc.returncode == 125, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tiered-run: error: "), proc.stderr

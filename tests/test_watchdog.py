@@ -14,15 +14,16 @@ import pytest
 from conftest import (
     ALL_BACKENDS,
     HAS_SYSTEMD,
-    IS_ROOT,
     backend_params,
     gone,
     guard_argv,
     leaked_cgroups,
+    run_cli,
+    wait_for,
 )
 from workloads import PY
 
-pytestmark = pytest.mark.skipif(not IS_ROOT, reason="guarded runs need root for cgroups here")
+pytestmark = pytest.mark.root(reason="guarded runs need root for cgroups here")
 
 # Signals readiness with argv[1], then waits (at most 60 s) for argv[2] to appear.
 READY_THEN_WAIT = """
@@ -33,13 +34,6 @@ for _ in range(3000):
         break
     time.sleep(0.02)
 """
-
-
-def wait_for(predicate, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {within} s"
-        time.sleep(0.02)
 
 
 def watchdog_of(guard: subprocess.Popen) -> psutil.Process:
@@ -56,23 +50,18 @@ def watchdog_of(guard: subprocess.Popen) -> psutil.Process:
         ]
         return len(found) == 1
 
-    wait_for(look)
+    assert wait_for(look, within=20), f"no watchdog of {guard.pid}"
     return found[0]
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_sigkill_of_the_watchdog_is_a_warning_not_the_end(backend, tmp_path, spawned):
+def test_sigkill_of_the_watchdog_is_a_warning_not_the_end(backend, tmp_path):
     ready, go, report = tmp_path / "ready", tmp_path / "go", tmp_path / "report.json"
-    guard = subprocess.Popen(
-        guard_argv(
-            "-q", "--backend", backend, "--report", str(report), "--",
-            PY, "-c", READY_THEN_WAIT, str(ready), str(go),
-        ),
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
+    guard = run_cli(
+        "--backend", backend, "--", PY, "-c", READY_THEN_WAIT, str(ready), str(go),
+        command=None, report=report, quiet=True, wait=False, stderr=subprocess.PIPE,
     )  # fmt: skip
-    spawned.append(guard)
-    wait_for(ready.exists)
+    assert wait_for(ready.exists, within=20)
     watchdog_of(guard).kill()  # as a workload or a CI clean-up script might
     go.touch()
     _, stderr = guard.communicate(timeout=60)
@@ -140,9 +129,7 @@ os.wait()
 
 
 @pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "cgroup2"))
-def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
-    backend, tmp_path, spawned
-):
+def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(backend, tmp_path):
     # Nobody is left to clean up after tiered-run: the next start finds the run's groups
     # unlocked, kills what is in them (nested groups included) and removes them deepest first.
     if backend == "cgroup2" and HAS_SYSTEMD:
@@ -150,14 +137,12 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
             "cgroup2 runs start in delegated scopes of their own here: neither sees the other"
         )
     nested = tmp_path / "nested.pid"
-    guard = subprocess.Popen(
-        guard_argv(
-            "-q", "--backend", backend, "--", PY, "-c", CHILD_IN_A_NESTED_CGROUP, str(nested)
-        ),
-        cwd=tmp_path,
-    )
-    spawned.append(guard)
-    wait_for(lambda: nested.exists() and nested.read_text().strip())  # written, not only made
+    guard = run_cli(
+        "--backend", backend, "--", PY, "-c", CHILD_IN_A_NESTED_CGROUP, str(nested),
+        command=None, report=False, quiet=True, wait=False,
+    )  # fmt: skip
+    # written, not only made
+    assert wait_for(lambda: nested.exists() and nested.read_text().strip(), within=20)
     watchdog = watchdog_of(guard)
     watchdog.suspend()  # so that it cannot act on tiered-run's death
     guard.kill()
@@ -168,34 +153,31 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(
         assert not gone(pid)
         mine = f"tiered-run-p{guard.pid}-"
         assert [p for p in leaked_cgroups() if mine in p]
-        next_run = subprocess.run(
-            guard_argv("-q", "--backend", backend, "--", "true"), cwd=tmp_path
+        next_run = run_cli(
+            "--backend", backend, "--", "true", command=None, report=False, quiet=True
         )
         assert next_run.returncode == 0
-        wait_for(lambda: gone(pid))
-        wait_for(lambda: not [p for p in leaked_cgroups() if mine in p])
+        assert wait_for(lambda: gone(pid), within=20)
+        assert wait_for(lambda: not [p for p in leaked_cgroups() if mine in p], within=20)
     finally:
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_sigkill_of_tiered_run_ends_a_plain_trees_setsid_daemon(tmp_path, spawned):
+def test_sigkill_of_tiered_run_ends_a_plain_trees_setsid_daemon(tmp_path):
     """Without cgroups the watchdog could only kill the workload's process group, so a
     setsid'd daemon outlived a SIGKILLed tiered-run; it now kills the tree as last sampled."""
     from workloads import DAEMON
 
     pid_file = tmp_path / "daemon.pid"
-    proc = subprocess.Popen(
-        guard_argv(
-            "--backend", "plain", "--interval", "0.1", "--",
-            PY, "-c", DAEMON + "\ntime.sleep(30)", str(pid_file),
-        ),
-        cwd=tmp_path,
+    proc = run_cli(
+        "--backend", "plain", "--interval", "0.1", "--",
+        PY, "-c", DAEMON + "\ntime.sleep(30)", str(pid_file),
+        command=None, report=False, wait=False,
     )  # fmt: skip
-    spawned.append(proc)
-    wait_for(pid_file.exists)
+    assert wait_for(pid_file.exists, within=20)
     time.sleep(0.5)  # samples have told the watchdog the tree
     proc.kill()
     proc.wait()
     daemon = int(pid_file.read_text())
-    wait_for(lambda: gone(daemon), within=10)
+    assert wait_for(lambda: gone(daemon), within=10)

@@ -1,0 +1,129 @@
+"""The published JSON: every key of the run, ladder and calibration reports, at every
+level. CI jobs read these; a key that changes is a new schema_version, not a refactor."""
+
+from __future__ import annotations
+
+RUN_JSON_KEYS = {
+    "schema_version",
+    "run_id",
+    "command",
+    "tier",
+    "backend",
+    "backend_reason",
+    "outcome",
+    "exit_code",
+    "returncode",
+    "signal",
+    "signal_name",
+    "message",
+    "started_at",
+    "ended_at",
+    "hostname",
+    "tiered_run_version",
+    "peak_memory_method",
+    "peak_memory_unreclaimable_bytes",
+    "memory_split",
+    "wall_s",
+    "cpu_s",
+    "peak_memory_bytes",
+    "peak_memory_source",
+    "peak_tasks",
+    "cpus",
+    "cpus_seen",
+    "leftover_killed",
+    "limits",
+    "enforced_by_kernel",
+    "not_enforced",
+    "memory_high_exceeded",
+    "host",
+    "log",
+    "warnings",
+    "events",
+    "timeline",
+}
+LIMITS_JSON_KEYS = {
+    "cpus",
+    "timeout_s",
+    "kill_after_s",
+    "stop_signal",
+    "memory_bytes",
+    "memory_high_bytes",
+    "tasks_max",
+    "load_max",
+    "pressure_max_pct",
+    "on_load",
+    "nice",
+    "cpu_weight",
+    "io_weight",
+}
+HOST_JSON_KEYS = {
+    "load1_start",
+    "load1_peak",
+    "load1_end",
+    "pressure_peak_pct",
+    "memory_available_min_bytes",
+    "protected_cpus",
+    "protected_cpu_busy_peak_pct",
+}
+MEMORY_SPLIT_JSON_KEYS = {"anon_bytes", "file_bytes", "shmem_bytes", "kernel_bytes"}
+EVENT_JSON_KEYS = {"t", "kind", "message"}
+TIMELINE_JSON_KEYS = {"t", "memory_bytes", "tasks", "cpu_s", "load1", "pressure_pct"}
+
+LADDER_JSON_KEYS = {
+    "schema_version",
+    "kind",
+    "name",
+    "source",
+    "outcome",
+    "exit_code",
+    "message",
+    "wall_s",
+    "steps",
+}
+STEP_JSON_KEYS = {
+    "index",
+    "name",
+    "command",
+    "expect",
+    "status",
+    "reason",
+    "settle",
+    "host_before",
+    "host_after",
+    "report",
+}
+SETTLE_JSON_KEYS = {"settled", "waited_s", "samples", "missed"}
+MISS_JSON_KEYS = {"key", "value", "limit", "resource", "message"}
+HOST_SAMPLE_JSON_KEYS = {"load1", "memory_available_bytes", "pressure_pct", "pressure_max_pct"}
+
+CALIBRATION_JSON_KEYS = {
+    "schema_version",
+    "kind",
+    "command",
+    "tier",
+    "outcome",
+    "exit_code",
+    "message",
+    "attempts",
+    "recommendation",
+}
+ATTEMPT_JSON_KEYS = {
+    "index",
+    "memory_bytes",
+    "timeout_s",
+    "outcome",
+    "exit_code",
+    "wall_s",
+    "peak_memory_bytes",
+    "report",
+}
+RECOMMENDATION_JSON_KEYS = {
+    "memory",
+    "memory_high",
+    "timeout",
+    "peak_memory_bytes",
+    "peak_memory_unreclaimable_bytes",
+    "wall_s",
+    "headroom",
+    "toml",
+}
