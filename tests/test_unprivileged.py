@@ -127,3 +127,16 @@ def test_sigkill_of_tiered_run_still_ends_the_tree(unprivileged):
     proc.kill()
     proc.wait()
     assert wait_for(lambda: gone(daemon_pid()))
+
+
+def test_a_home_it_cannot_read_holds_no_config_of_its_own(tmp_path):
+    """`sudo -u nobody tiered-run` keeps HOME=/root: the config lookup met EACCES on
+    ~/.config/tiered-run/config.toml and failed with an internal error (exit 125)."""
+    home = tmp_path / "closed"
+    (home / ".config" / "tiered-run").mkdir(parents=True)
+    home.chmod(0o700)  # the unprivileged user may not even look inside
+    result = run_cli(
+        "tiers", command=None, report=False, unprivileged=True, env={"HOME": str(home)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "built-in defaults" in result.stdout.decode()

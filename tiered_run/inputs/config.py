@@ -43,21 +43,31 @@ def candidate_paths(cwd: Path, home: Path) -> list[tuple[Path, bool]]:
     return paths
 
 
+def _is_file(path: Path) -> bool:
+    """A regular file we may look at; a path we may not even stat is not one of ours."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def load_config(machine: Machine, explicit: Path | None = None) -> Config:
     """The explicit file, else the first that exists in search order, else built-in tiers."""
     if explicit is not None:
-        if not explicit.is_file():
+        if not _is_file(explicit):
             raise UsageError(
-                f"config file {explicit} does not exist; check the --config path",
+                f"config file {explicit} does not exist or cannot be read; check the --config path",
                 source=str(explicit),
                 key="--config",
             )
         return parse_config(read_toml(explicit), machine, str(explicit))
-    if (env := os.environ.get("TIERED_RUN_CONFIG")) and not Path(env).is_file():
-        raise UsageError(f"TIERED_RUN_CONFIG={env} does not exist; fix or unset it")
+    if (env := os.environ.get("TIERED_RUN_CONFIG")) and not _is_file(Path(env)):
+        raise UsageError(
+            f"TIERED_RUN_CONFIG={env} does not exist or cannot be read; fix or unset it"
+        )
     for path, in_pyproject in candidate_paths(Path.cwd(), Path.home()):
-        if not path.is_file():
-            continue
+        if not _is_file(path):
+            continue  # an unreadable place (`sudo -u nobody` keeps HOME=/root) holds none of ours
         data = read_toml(path, trusted=not in_pyproject)
         if in_pyproject:
             tool = data.get("tool", {})
