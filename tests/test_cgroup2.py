@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tiered_run.backends.base import Capability
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import CgroupDir, Mount, kill_until_empty, new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability
 
 MIB = 1024**2
 

@@ -12,9 +12,10 @@ import pytest
 from conftest import IS_ROOT, run_cli
 
 from tiered_run.errors import UsageError
-from tiered_run.host.machine import HostState, read_machine
+from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.ladder_file import load_ladder, parse_ladder, plan_ladder
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Outcome, RunReport
 from tiered_run.model.spec import OnLoad, RunSpec
 from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_MEMORY, EXIT_UNHEALTHY

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tiered_run.backends.base import Backend, Usage
+from tiered_run.backends.base import Backend
 from tiered_run.engine.monitor import TIMELINE_POINTS, Peaks, Timeline, terminate_tree
-from tiered_run.host.machine import HostReader, HostState, parse_psi_avg10, read_cpu_busy
+from tiered_run.host.machine import HostReader, parse_psi_avg10, read_cpu_busy
+from tiered_run.model.host import HostState
 from tiered_run.model.report import TimelinePoint
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Usage
 
 GiB = 1024**3
 

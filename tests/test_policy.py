@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tiered_run.backends.base import Capability, Usage
-from tiered_run.host.machine import HostState
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
+from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import find_breach, load_breach, load_over, over_memory_high
 
 GiB = 1024**3

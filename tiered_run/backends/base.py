@@ -1,96 +1,19 @@
-"""The contract every containment backend keeps, and the records it returns."""
+"""The contract every containment backend keeps.
+
+The records a backend returns (`Usage`, `Capability`...) live in `model.usage`, since the
+whole program reads them.
+"""
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
-
-
-class Capability(enum.Enum):
-    """What the kernel enforces or records for a backend; the rest the monitor does."""
-
-    CPUSET = "cpuset"  # the tree cannot leave its CPUs, even with sched_setaffinity
-    MEMORY_LIMIT = "memory-limit"  # hard memory ceiling enforced by the kernel
-    MEMORY_HIGH = "memory-high"  # soft ceiling throttles instead of only warning
-    MEMORY_PEAK = "memory-peak"  # exact peak recorded by the kernel, not sampled
-    TASKS_LIMIT = "tasks-limit"  # fork/clone refused at the ceiling
-    OOM_EVENTS = "oom-events"  # kernel OOM kills inside the run are counted
-    FREEZE = "freeze"  # the whole tree can be paused at once
-    ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
-
-
-class OomSite(enum.Enum):
-    """Whose memory ceiling made the kernel OOM-kill processes of the run."""
-
-    OWN = "own"  # the run's own ceiling
-    ENCLOSING = "enclosing"  # a ceiling above the run (an enclosing run, a container), or the host
-
-
-@dataclass(frozen=True)
-class Ceiling:
-    """A memory ceiling above the run: its cgroup (relative to the mount) and size."""
-
-    cgroup: str
-    limit: int | None
-
-
-@dataclass(frozen=True)
-class MemorySplit:
-    """What a memory figure is made of, in bytes (memory.stat; smaps_rollup's Pss_* lines
-    for sampled backends): anonymous memory, page cache (without shared memory), shared
-    memory (tmpfs, /dev/shm, which the kernel counts as cache) and kernel memory.
-
-    Page cache is reclaimed under pressure and is not what takes a machine down; the rest
-    cannot be reclaimed without swap, which is what a ceiling has to leave room for.
-    """
-
-    anon: int
-    file: int
-    shmem: int
-    kernel: int | None = None  # None where it cannot be told (sampled backends)
-
-    @property
-    def unreclaimable(self) -> int:
-        return self.anon + self.shmem + (self.kernel or 0)
-
-    def to_dict(self) -> dict[str, int | None]:
-        return {
-            "anon_bytes": self.anon,
-            "file_bytes": self.file,
-            "shmem_bytes": self.shmem,
-            "kernel_bytes": self.kernel,
-        }
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One sample of the run's resource use; None where this backend cannot measure it.
-
-    `oom_kills` counts the processes of the whole tree (nested cgroups included) that the
-    kernel OOM-killed at this run's ceiling or at one above it; kills at a ceiling inside
-    the run (a nested run's own) are that run's outcome, not this one's. `oom_site` says
-    which, and `oom_ceiling` names the enclosing ceiling where it could be found.
-    """
-
-    memory: int | None = None
-    memory_peak: int | None = None
-    tasks: int | None = None
-    tasks_peak: int | None = None
-    cpu_s: float | None = None
-    cpus_used: frozenset[int] | None = None
-    oom_kills: int = 0
-    tasks_refused: int = 0
-    memory_high_events: int = 0
-    oom_site: OomSite = OomSite.OWN
-    oom_ceiling: Ceiling | None = None
-    memory_split: MemorySplit | None = None
+from tiered_run.model.usage import Capability, Usage
 
 
 class CleanupError(BackendError):

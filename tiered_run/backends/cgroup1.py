@@ -18,7 +18,7 @@ from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, CleanupError, MemorySplit, Usage
+from tiered_run.backends.base import Backend, CleanupError
 from tiered_run.backends.cgroupfs import (
     PREFIX,
     REMOVE_WAIT_S,
@@ -36,6 +36,7 @@ from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability, MemorySplit, Usage
 
 CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, MemorySplit, Usage
+from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import (
     GONE,
     PREFIX,
@@ -39,6 +39,7 @@ from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability, MemorySplit, Usage
 
 # Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
 WANTED = ("cpuset", "memory", "pids", "cpu")

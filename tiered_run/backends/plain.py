@@ -13,9 +13,10 @@ import os
 import signal
 from collections.abc import Callable
 
-from tiered_run.backends.base import Backend, Usage
+from tiered_run.backends.base import Backend
 from tiered_run.backends.proctree import measure, start_ticks
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Usage
 
 
 class PlainBackend(Backend):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tiered_run.backends.base import MemorySplit
+from tiered_run.model.usage import MemorySplit
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tiered_run.backends.base import Backend, CleanupError, Usage
+from tiered_run.backends.base import Backend, CleanupError
 from tiered_run.backends.cgroup1 import Cgroup1Backend
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import (
@@ -39,6 +39,7 @@ from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.errors import BackendError
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Usage
 
 _PLACEMENT_WAIT_S = 30.0  # systemd under emulation can be slow to answer
 _SYSTEMCTL_WAIT_S = 10.0  # for one systemctl call; systemd answers in milliseconds normally

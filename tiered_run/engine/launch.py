@@ -15,11 +15,12 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from tiered_run.backends.base import Backend, Capability
+from tiered_run.backends.base import Backend
 from tiered_run.engine.privileges import restrict
 from tiered_run.errors import SpawnError
 from tiered_run.host import signals, stdio
 from tiered_run.model.spec import RunSpec, UserSpec
+from tiered_run.model.usage import Capability
 from tiered_run.policy.exit_codes import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TOOL
 
 _PR_SET_PDEATHSIG = 1

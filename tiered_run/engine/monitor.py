@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tiered_run.backends.base import Backend, MemorySplit, Usage
-from tiered_run.host.machine import HostReader, HostState, read_cpu_busy
+from tiered_run.backends.base import Backend
+from tiered_run.host.machine import HostReader, read_cpu_busy
 from tiered_run.host.reaper import reap_orphans
 from tiered_run.inputs.units import format_size, plural
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Event, TimelinePoint
 from tiered_run.model.spec import Limits, OnLoad
+from tiered_run.model.usage import MemorySplit, Usage
 from tiered_run.policy.breaches import Breach, find_breach, load_breach, load_over, over_memory_high
 
 TIMELINE_POINTS = 512

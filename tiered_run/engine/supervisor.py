@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from tiered_run import __version__
 from tiered_run.backends import select_backend
-from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
 from tiered_run.engine.launch import spawn
@@ -38,6 +38,7 @@ from tiered_run.model.report import (
     signal_name,
 )
 from tiered_run.model.spec import RunSpec
+from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import Breach, find_breach, kernel_enforced, not_enforced
 from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tiered_run.backends.base import Capability, OomSite, Usage
-from tiered_run.host.machine import HostState
 from tiered_run.inputs.units import format_duration, format_size, plural
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
+from tiered_run.model.usage import Capability, OomSite, Usage
 
 # Which Capability makes the kernel hold which Limits field: a ceiling is listed as
 # kernel-enforced only when it is set and the backend has the capability.
