@@ -24,7 +24,6 @@ from tiered_run.backends.cgroupfs import (
     REMOVE_WAIT_S,
     CgroupDir,
     Mount,
-    is_alive,
     kill_until_empty,
     own_cgroups,
     own_dir,
@@ -34,6 +33,7 @@ from tiered_run.backends.ownership import Owned, claim
 from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
 from tiered_run.model.usage import Capability, MemorySplit, Usage

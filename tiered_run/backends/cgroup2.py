@@ -24,7 +24,6 @@ from tiered_run.backends.cgroupfs import (
     PREFIX,
     CgroupDir,
     Mount,
-    is_alive,
     kill_until_empty,
     new_run_id,
     own_cgroups,
@@ -37,6 +36,7 @@ from tiered_run.backends.proctree import measure
 from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
 from tiered_run.model.usage import Capability, MemorySplit, Usage

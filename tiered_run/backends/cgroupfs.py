@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiered_run.backends.base import CleanupError
-from tiered_run.backends.ownership import PREFIX, is_alive, is_stale, new_run_id
+from tiered_run.backends.ownership import PREFIX, is_stale, new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import parse_keyed
+from tiered_run.host.processes import signal_each
 
-__all__ = ["PREFIX", "CgroupDir", "Mount", "is_alive", "is_stale", "new_run_id"]
+__all__ = ["PREFIX", "CgroupDir", "Mount", "is_stale", "new_run_id"]
 
 # A file that vanished, or a cgroup removed while we held it open.
 GONE = (errno.ENOENT, errno.ENODEV)
@@ -188,11 +189,7 @@ class CgroupDir:
 
     def signal_all(self, sig: int) -> None:
         """`sig` to every process of the subtree."""
-        for pid in self.tree_procs():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_each(self.tree_procs(), sig)
 
 
 def kill_until_empty(group: CgroupDir, via_kill_file: bool, deadline_s: float = 5.0) -> None:

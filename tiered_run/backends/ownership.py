@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiered_run.errors import BackendError
+from tiered_run.host.processes import is_alive
 
 PREFIX = "tiered-run-"
 CLAIM_WAIT_S = 2.0  # a cleaner holds a lock it took by mistake for microseconds
@@ -64,17 +65,6 @@ def new_run_id() -> str:
 
 def self_leaf_name() -> str:
     return f"{PREFIX}p{os.getpid()}-self"
-
-
-def is_alive(pid: int) -> bool:
-    """Running: it exists and is not a zombie (exited, not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _open_dir(path: Path) -> int:
