@@ -138,7 +138,7 @@ def _busy_until_empty(monkeypatch: pytest.MonkeyPatch, fake: Path) -> None:
 
     def write(self: CgroupDir, name: str, value: object) -> None:
         if name == "cgroup.subtree_control" and (fake / "cgroup.procs").read_text().split():
-            raise BackendError("write failed") from OSError(errno.EBUSY, "busy")
+            raise BackendError("write failed", errno=errno.EBUSY) from OSError(errno.EBUSY, "busy")
         real_write(self, name, value)
 
     monkeypatch.setattr(CgroupDir, "write", write)
@@ -180,7 +180,9 @@ def test_refused_cpu_controller_is_dropped(fake: Path, monkeypatch: pytest.Monke
 
     def write(self: CgroupDir, name: str, value: object) -> None:
         if name == "cgroup.subtree_control" and "+cpu" in str(value).split():
-            raise BackendError("write failed") from OSError(errno.EINVAL, "invalid")
+            raise BackendError("write failed", errno=errno.EINVAL) from OSError(
+                errno.EINVAL, "invalid"
+            )
         real_write(self, name, value)
 
     monkeypatch.setattr(CgroupDir, "write", write)

@@ -16,15 +16,36 @@ from tiered_run.model.spec import Limits
 from tiered_run.model.usage import Capability, Usage
 
 
+def os_failure(
+    err: OSError,
+    operation: str,
+    path: Path | str,
+    *,
+    target: str | None = None,
+    detail: str | None = None,
+) -> BackendError:
+    """An OSError met on a cgroup file or directory, as the BackendError that keeps its path,
+    operation and errno: `cannot OPERATION TARGET: DETAIL` (TARGET: `cgroup PATH`; DETAIL:
+    the errno's text). Raise it `from err`."""
+    return BackendError(
+        f"cannot {operation} {target or f'cgroup {path}'}: {detail or err.strerror}",
+        path=path,
+        operation=operation,
+        errno=err.errno,
+    )
+
+
 class CleanupError(BackendError):
     """A cgroup could not be removed (or emptied); the run's result stands and the next start
     retries. Carries the directory, the operation and the errno for the report's warning."""
 
-    def __init__(self, path: Path, operation: str, errno: int | None, detail: str) -> None:
-        super().__init__(f"cannot {operation} cgroup {path}: {detail}")
-        self.path = path
-        self.operation = operation
-        self.errno = errno
+    def __init__(self, path: Path | str, operation: str, errno: int | None, detail: str) -> None:
+        super().__init__(
+            f"cannot {operation} cgroup {path}: {detail}",
+            path=path,
+            operation=operation,
+            errno=errno,
+        )
         self.detail = detail
 
 

@@ -158,7 +158,9 @@ class Cgroup1Backend(Backend):
         if outside:
             raise BackendError(
                 f"CPUs {format_cpus(outside)} are outside tiered-run's own cpuset "
-                f"({format_cpus(sorted(allowed))}); choose CPUs within it"
+                f"({format_cpus(sorted(allowed))}); choose CPUs within it",
+                path=self._parents["cpuset"] / "cpuset.cpus",
+                operation="confine",
             )
         cpuset.mems = parent_cpuset.mems
         cpuset.cpus = set(limits.cpus)
@@ -176,9 +178,12 @@ class Cgroup1Backend(Backend):
             group.attach_self()
 
     def started(self, pid: int) -> None:
-        if pid not in self._dirs["pids"].tree_procs() and is_alive(pid):
+        pids = self._dirs["pids"]
+        if pid not in pids.tree_procs() and is_alive(pid):
             raise BackendError(
-                f"the workload (pid {pid}) did not land in {self._dirs['pids'].path}"
+                f"the workload (pid {pid}) did not land in {pids.path}",
+                path=pids.path,
+                operation="attach",
             )
 
     # -- observation ----------------------------------------------------------------------

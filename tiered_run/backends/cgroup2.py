@@ -60,11 +60,6 @@ _SAMPLED = (
 _SELF_LEAVES: dict[Path, Owned] = {}
 
 
-def _errno(err: BaseException) -> int | None:
-    cause = err.__cause__ if isinstance(err, BackendError) else err
-    return cause.errno if isinstance(cause, OSError) else None
-
-
 def _words(group: CgroupDir, name: str) -> set[str]:
     """Controller names in a list file; `+` is tolerated so a plain-file fake reads back."""
     try:
@@ -91,14 +86,17 @@ def _enable(parent: CgroupDir, names: list[str]) -> None:
     try:
         parent.write("cgroup.subtree_control", line)
     except BackendError as err:
-        if _errno(err) != errno.EBUSY:
+        if err.errno != errno.EBUSY:
             raise
         others = [pid for pid in parent.procs() if pid != os.getpid()]
         if others:
             raise BackendError(
                 f"cannot enable {', '.join(names)} below {parent.path}: it also holds processes "
                 f"{', '.join(map(str, others[:5]))}; start tiered-run in a cgroup of its own, e.g. "
-                "systemd-run --scope -p Delegate=yes tiered-run ..."
+                "systemd-run --scope -p Delegate=yes tiered-run ...",
+                path=err.path,
+                operation="enable controllers",
+                errno=err.errno,
             ) from err.__cause__
         leaf = CgroupDir(parent.path / self_leaf_name())
         if leaf.path not in _SELF_LEAVES:
@@ -111,7 +109,9 @@ def _default_mount() -> Mount:
     for mount in system_mounts():
         if mount.version == 2:
             return mount
-    raise BackendError("no cgroup2 filesystem is mounted")
+    raise BackendError(
+        "no cgroup2 filesystem is mounted", path="/proc/self/mountinfo", operation="locate"
+    )
 
 
 def v2_split(stat: dict[str, int]) -> MemorySplit | None:
@@ -225,7 +225,7 @@ class Cgroup2Backend(Backend):
             _enable(parent, missing)
         except BackendError as err:
             # cpu is refused e.g. while realtime tasks live outside the root; we can do without.
-            if "cpu" not in missing or _errno(err) == errno.EBUSY:
+            if "cpu" not in missing or err.errno == errno.EBUSY:
                 raise
             missing.remove("cpu")
             _enable(parent, missing)
@@ -271,7 +271,11 @@ class Cgroup2Backend(Backend):
 
     def _require(self) -> CgroupDir:
         if self._dir is None:
-            raise BackendError("the cgroup2 run directory was not created")
+            raise BackendError(
+                f"the cgroup2 run directory below {self.parent} was not created",
+                path=self.parent,
+                operation="use",
+            )
         return self._dir
 
     def attach(self) -> None:
@@ -285,7 +289,11 @@ class Cgroup2Backend(Backend):
             where = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text()).get("", "?")
         except FileNotFoundError:
             return
-        raise BackendError(f"process {pid} landed in cgroup {where}, not in {run.path}")
+        raise BackendError(
+            f"process {pid} landed in cgroup {where}, not in {run.path}",
+            path=run.path,
+            operation="attach",
+        )
 
     def sample(self) -> Usage:
         run = self._dir

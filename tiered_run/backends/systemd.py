@@ -149,7 +149,11 @@ class SystemdBackend(Backend):
         while time.monotonic() < deadline:
             if self._holder.poll() is not None:
                 error = self._holder.stderr.read().decode(errors="replace").strip()
-                raise BackendError(f"systemd-run could not create {self.unit}: {error}")
+                raise BackendError(
+                    f"systemd-run could not create {self.unit}: {error}",
+                    path=self.unit,
+                    operation="create scope",
+                )
             try:
                 if (proc / "comm").read_text().strip() == "sleep":
                     paths = parse_proc_cgroup((proc / "cgroup").read_text())
@@ -158,11 +162,19 @@ class SystemdBackend(Backend):
             except FileNotFoundError:
                 pass
             time.sleep(0.005)
-        raise BackendError(f"systemd did not create {self.unit} within {_PLACEMENT_WAIT_S:g} s")
+        raise BackendError(
+            f"systemd did not create {self.unit} within {_PLACEMENT_WAIT_S:g} s",
+            path=self.unit,
+            operation="create scope",
+        )
 
     def _require(self) -> Backend:
         if self._view is None:
-            raise BackendError("the systemd scope was not created")
+            raise BackendError(
+                f"the systemd scope in {self.slice} was not created",
+                path=self.slice,
+                operation="use",
+            )
         return self._view
 
     def attach(self) -> None:
@@ -203,7 +215,7 @@ class SystemdBackend(Backend):
             if self.unit is not None:
                 unit, self.unit = self.unit, None
                 if _systemctl("stop", unit) is None:
-                    raise CleanupError(Path(unit), "stop", None, "systemctl stop did not finish")
+                    raise CleanupError(unit, "stop", None, "systemctl stop did not finish")
 
     def cleanup_stale(self) -> list[str]:
         """Stop the scopes whose owner is gone (the lock on their leaf is free), and remove
