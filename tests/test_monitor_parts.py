@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tiered_run.backends.base import Backend
+from tiered_run.backends.base import Backend, Probe
 from tiered_run.engine.monitor import TIMELINE_POINTS, Peaks, Timeline, terminate_tree
 from tiered_run.host.machine import HostReader, parse_psi_avg10, read_cpu_busy
 from tiered_run.model.host import HostState
@@ -212,8 +212,8 @@ class ProcessListBackend(Backend):
         self.signals: list[int] = []
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
-        return None
+    def _probe(cls) -> Probe:
+        return Probe(True, "processes this test started")
 
     def create(self, run_id: str, limits: Limits) -> None:
         pass

@@ -1,19 +1,47 @@
-"""The contract every containment backend keeps.
+"""The contract every containment backend keeps: a cached probe, a run's life, the cleanup.
 
 The records a backend returns (`Usage`, `Capability`...) live in `model.usage`, since the
-whole program reads them.
+whole program reads them. What is here is what only backends and their callers need: the
+probe that says whether a backend can work on this machine, and the lifecycle of one run.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
-from tiered_run.model.usage import Capability, Usage
+from tiered_run.model.usage import CONTAINING, Capability, Usage
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a backend found on this machine: whether it can work, why (what it offers, or
+    what it lacks) and the capabilities a run would get from it. A run's backend may end
+    up with fewer (a controller the kernel refuses at create): `Backend.capabilities` of
+    the created run is what counts."""
+
+    usable: bool
+    reason: str
+    capabilities: frozenset[Capability] = frozenset()
+
+    @property
+    def problem(self) -> str | None:
+        return None if self.usable else self.reason
+
+    @property
+    def containing(self) -> bool:
+        """Whether the kernel would hold every hard ceiling (CPUs, memory, tasks)."""
+        return self.usable and self.capabilities >= CONTAINING
+
+
+# One probe per backend class and process: probing may make and remove a cgroup, and a
+# ladder starts many runs. The machine does not change its cgroup layout under a run.
+_PROBES: dict[type, Probe] = {}
 
 
 def os_failure(
@@ -59,10 +87,37 @@ class Backend(ABC):
     name: ClassVar[str]
     capabilities: frozenset[Capability] = frozenset()
 
+    # -- what this machine offers, asked once per process -------------------------------------
+
+    @classmethod
+    def probe(cls) -> Probe:
+        """Whether this backend works here, why, and what it would enforce; cached."""
+        found = _PROBES.get(cls)
+        if found is None:
+            found = _PROBES[cls] = cls._probe()
+        return found
+
     @classmethod
     @abstractmethod
+    def _probe(cls) -> Probe:
+        """Find out, uncached: may make and remove a cgroup."""
+
+    @classmethod
+    def offered(cls) -> frozenset[Capability]:
+        """The capabilities a run would get, where that can be told without the full probe
+        (which may make a cgroup); a backend without a cheaper answer probes."""
+        return cls.probe().capabilities
+
+    @classmethod
     def unusable_reason(cls) -> str | None:
-        """None where this backend works on this machine, else why not (for `auto` and doctor)."""
+        """None where this backend works on this machine, else why not."""
+        return cls.probe().problem
+
+    def describe(self, reason: str) -> str:
+        """The probe's reason with what this instance adds to it (systemd: the tier's slice)."""
+        return reason
+
+    # -- one run ----------------------------------------------------------------------------
 
     @abstractmethod
     def create(self, run_id: str, limits: Limits) -> None:
@@ -98,10 +153,23 @@ class Backend(ABC):
         """Remove the container, nested cgroups first; the tree must already be gone. Safe to
         call twice. Raises CleanupError when a cgroup stays busy: the next start retries."""
 
-    def cleanup_stale(self) -> list[str]:
-        """Kill and remove containers whose owner is positively gone; returns what was removed.
-        Never raises and never waits long: what resists is left for the next start."""
+    # -- runs whose tiered-run died ---------------------------------------------------------
+
+    def stale_parents(self) -> list[Path]:
+        """The directories this backend makes run cgroups in, where dead runs are looked for."""
         return []
+
+    def cleanup_stale(self) -> list[str]:
+        """Kill and remove the runs whose owner is positively gone; returns what was removed.
+        Never raises and never waits long: what resists is left for the next start. Called
+        at every start and by a watchdog whose tiered-run died."""
+        from tiered_run.backends.stale import sweep  # stale imports cgroupfs, which imports us
+
+        try:
+            parents = self.stale_parents()
+        except (BackendError, OSError):
+            return []
+        return sweep(parents)
 
     def exclude(self, pid: int) -> None:
         """`pid` is a helper of tiered-run's own (the watchdog), never part of the run; only a

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend
+from tiered_run.backends.base import Backend, Probe
 from tiered_run.backends.cgroupfs import (
     GONE,
     PREFIX,
@@ -33,7 +33,6 @@ from tiered_run.backends.cgroupfs import (
 )
 from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.backends.proctree import measure
-from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.host.processes import is_alive
@@ -150,7 +149,23 @@ class Cgroup2Backend(Backend):
         self._counters: HeldFiles | None = None
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
+    def _probe(cls) -> Probe:
+        problem = cls._problem()
+        if problem is not None:
+            return Probe(False, problem)
+        missing = cls.missing_controllers()
+        if missing:
+            reason = (
+                f"cgroup v2 without {', '.join(missing)} controllers; "
+                "those ceilings are enforced by the monitor"
+            )
+        else:
+            reason = "cgroup v2 with cpuset, memory and pids controllers"
+        return Probe(True, reason, cls.offered())
+
+    @classmethod
+    def _problem(cls) -> str | None:
+        """Why no run can be made below our cgroup, found by making (and removing) one."""
         try:
             parent = cls().parent
         except (BackendError, OSError) as err:
@@ -184,12 +199,39 @@ class Cgroup2Backend(Backend):
     @classmethod
     def missing_controllers(cls) -> tuple[str, ...]:
         """Which of cpuset, memory and pids our cgroup cannot delegate (all of them on hybrid,
-        or without a cgroup2 mount); a cheap read, unlike the probe of `unusable_reason`."""
+        or without a cgroup2 mount); a cheap read, unlike the probe."""
+        available = cls._available()
+        return tuple(name for name in WANTED[:3] if name not in available)
+
+    @classmethod
+    def offered(cls) -> frozenset[Capability]:
+        """From the controllers our cgroup has (a cheap read): on a hybrid machine `auto`
+        passes this backend over without making a probe cgroup. A run without the memory
+        controller samples memory; without pids, tasks."""
         try:
-            available = _words(CgroupDir(cls().parent), "cgroup.controllers")
+            parent = cls().parent
         except (BackendError, OSError):
-            available = set()
-        return tuple(name for name in ("cpuset", "memory", "pids") if name not in available)
+            return frozenset()
+        available = cls._available()
+        caps = {Capability.FREEZE}
+        if "cpuset" in available:
+            caps.add(Capability.CPUSET)
+        if "memory" in available:
+            caps |= {Capability.MEMORY_LIMIT, Capability.MEMORY_HIGH, Capability.OOM_EVENTS}
+            if (parent / "memory.peak").exists():
+                caps.add(Capability.MEMORY_PEAK)
+        if "pids" in available:
+            caps.add(Capability.TASKS_LIMIT)
+        if (parent / "cgroup.kill").exists():
+            caps.add(Capability.ATOMIC_KILL)
+        return frozenset(caps)
+
+    @classmethod
+    def _available(cls) -> set[str]:
+        try:
+            return _words(CgroupDir(cls().parent), "cgroup.controllers")
+        except (BackendError, OSError):
+            return set()
 
     @property
     def path(self) -> Path | None:
@@ -384,6 +426,5 @@ class Cgroup2Backend(Backend):
                 self._owned.release()
                 self._owned = None
 
-    def cleanup_stale(self) -> list[str]:
-        """Kill and remove run subtrees whose owner is gone; what resists is left for later."""
-        return sweep([self.parent])
+    def stale_parents(self) -> list[Path]:
+        return [self.parent]

@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from tiered_run.backends.base import Backend
+from tiered_run.backends.base import Backend, Probe
 from tiered_run.backends.proctree import measure
 from tiered_run.host.processes import read_stat, signal_each, start_ticks
 from tiered_run.model.spec import Limits
@@ -29,8 +29,9 @@ class PlainBackend(Backend):
         self._on_tree: Callable[[list[tuple[int, int]]], object] | None = None
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
-        return None
+    def _probe(cls) -> Probe:
+        """Works anywhere; the kernel enforces nothing but the CPU affinity."""
+        return Probe(True, "no cgroup: CPU affinity, memory and tasks sampled from the tree")
 
     def create(self, run_id: str, limits: Limits) -> None:
         """Nothing to create: the tree is whatever descends from tiered-run."""

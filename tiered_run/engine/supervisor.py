@@ -163,7 +163,7 @@ class Supervisor:
     def _run(self) -> RunReport:
         spec, backend = self.spec, self.backend
         log_fd = open_log(spec.log) if spec.log is not None else None
-        self._clean_stale()
+        backend.cleanup_stale()  # what runs whose tiered-run died left behind; never fails
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         tee = Tee(log_fd) if log_fd is not None else None
         host = HostReader()
@@ -268,13 +268,6 @@ class Supervisor:
         limits = self.spec.limits
         terminate_tree(self.backend, limits.kill_after, ending=Ending(limits.stop_signal))
         return len(remaining) if monitor.breach is None else 0
-
-    def _clean_stale(self) -> None:
-        """Remove what runs whose tiered-run died left behind; never fails this run."""
-        try:
-            self.backend.cleanup_stale()
-        except BackendError as err:
-            self.warnings.append(f"cleanup of earlier runs: {err}")
 
     def _clean_up(self, tee: Tee | None, sentinel: Sentinel | None) -> None:
         """Kill what is left, close outputs, remove the container, release the watchdog.

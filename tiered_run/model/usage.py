@@ -25,6 +25,11 @@ class Capability(enum.Enum):
     ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
 
 
+# With these the kernel itself holds the CPUs, the memory ceiling and the tasks ceiling of
+# the whole tree: what `--backend auto` looks for first.
+CONTAINING = frozenset({Capability.CPUSET, Capability.MEMORY_LIMIT, Capability.TASKS_LIMIT})
+
+
 class OomSite(enum.Enum):
     """Whose memory ceiling made the kernel OOM-kill processes of the run."""
 
