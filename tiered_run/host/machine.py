@@ -42,6 +42,7 @@ class HostReader:
     so that sampling the host costs the monitor a few system calls."""
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
+        self._root = proc_root
         self._psi = tuple(n for n in PSI_RESOURCES if (proc_root / "pressure" / n).exists())
         self._proc = HeldFiles(proc_root, ("loadavg", "meminfo"))
         self._pressure = HeldFiles(proc_root / "pressure", self._psi)
@@ -68,6 +69,10 @@ class HostReader:
             ),
             pressure=pressure,
         )
+
+    def cpu_busy(self) -> dict[int, tuple[int, int]]:
+        """Per-CPU (busy, total) jiffies now; see `read_cpu_busy`."""
+        return read_cpu_busy(self._root)
 
 
 def parse_psi_avg10(line: str) -> float:

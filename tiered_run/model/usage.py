@@ -30,6 +30,24 @@ class Capability(enum.Enum):
 CONTAINING = frozenset({Capability.CPUSET, Capability.MEMORY_LIMIT, Capability.TASKS_LIMIT})
 
 
+def memory_source(capabilities: frozenset[Capability]) -> str:
+    """Where a run's peak memory comes from: the kernel's own peak counter, or samples."""
+    return "kernel" if Capability.MEMORY_PEAK in capabilities else "sampled"
+
+
+def memory_method(capabilities: frozenset[Capability], interval: float) -> str:
+    """How the peak memory was obtained, in words, for the report (what calibrate builds on)."""
+    every = f"every {interval:g} s"
+    if Capability.MEMORY_PEAK in capabilities:
+        return "the kernel's peak for the run's cgroup (page cache included)"
+    if Capability.MEMORY_LIMIT in capabilities:
+        return f"the cgroup's current use sampled {every} (page cache included)"
+    return (
+        f"PSS of the tree's processes sampled {every} (shared pages counted once), "
+        "at least the main process's peak RSS (wait4)"
+    )
+
+
 class OomSite(enum.Enum):
     """Whose memory ceiling made the kernel OOM-kill processes of the run."""
 
