@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import dead_pid, gone, wait_for
 
-from tiered_run.backends.base import Capability
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import CgroupDir, Mount, kill_until_empty, new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability
 
 MIB = 1024**2
 
@@ -113,7 +113,7 @@ def _busy_until_empty(monkeypatch: pytest.MonkeyPatch, fake: Path) -> None:
 
     def write(self: CgroupDir, name: str, value: object) -> None:
         if name == "cgroup.subtree_control" and (fake / "cgroup.procs").read_text().split():
-            raise BackendError("write failed") from OSError(errno.EBUSY, "busy")
+            raise BackendError("write failed", errno=errno.EBUSY) from OSError(errno.EBUSY, "busy")
         real_write(self, name, value)
 
     monkeypatch.setattr(CgroupDir, "write", write)
@@ -155,7 +155,9 @@ def test_refused_cpu_controller_is_dropped(fake: Path, monkeypatch: pytest.Monke
 
     def write(self: CgroupDir, name: str, value: object) -> None:
         if name == "cgroup.subtree_control" and "+cpu" in str(value).split():
-            raise BackendError("write failed") from OSError(errno.EINVAL, "invalid")
+            raise BackendError("write failed", errno=errno.EINVAL) from OSError(
+                errno.EINVAL, "invalid"
+            )
         real_write(self, name, value)
 
     monkeypatch.setattr(CgroupDir, "write", write)

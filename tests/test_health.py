@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from factories import host_state
 
-from tiered_run.host.machine import HostState
+from tiered_run.model.host import HostState
 from tiered_run.policy.settle import Miss, Thresholds, host_dict, missed, wait_until_settled
 
 GiB = 1024**3

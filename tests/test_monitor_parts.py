@@ -14,11 +14,13 @@ import pytest
 from conftest import Spawned
 from factories import host_state
 
-from tiered_run.backends.base import Backend, Usage
-from tiered_run.engine.monitor import TIMELINE_POINTS, Peaks, Timeline, terminate_tree
+from tiered_run.backends.base import Backend, Probe
+from tiered_run.engine.accounting import TIMELINE_POINTS, Peaks, Timeline
+from tiered_run.engine.ending import terminate_tree
 from tiered_run.host.machine import HostReader, parse_psi_avg10, read_cpu_busy
 from tiered_run.model.report import TimelinePoint
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Usage
 
 GiB = 1024**3
 
@@ -155,9 +157,11 @@ def test_long_timeline_is_bounded_and_evenly_thinned():
 
 def test_peaks_take_the_max_of_samples_and_kernel_peaks():
     peaks = Peaks()
-    peaks.add_usage(Usage(memory=100, memory_peak=150, tasks=3, tasks_peak=5, cpu_s=1.0))
-    peaks.add_usage(Usage(memory=120, memory_peak=None, tasks=4, tasks_peak=None, cpu_s=2.5))
-    peaks.add_usage(Usage(memory=90, memory_peak=400, tasks=2, tasks_peak=None, cpu_s=2.0))
+    peaks = peaks.with_usage(Usage(memory=100, memory_peak=150, tasks=3, tasks_peak=5, cpu_s=1.0))
+    peaks = peaks.with_usage(
+        Usage(memory=120, memory_peak=None, tasks=4, tasks_peak=None, cpu_s=2.5)
+    )
+    peaks = peaks.with_usage(Usage(memory=90, memory_peak=400, tasks=2, tasks_peak=None, cpu_s=2.0))
     assert peaks.memory == 400
     assert peaks.tasks == 5
     assert peaks.cpu_s == 2.5
@@ -165,30 +169,30 @@ def test_peaks_take_the_max_of_samples_and_kernel_peaks():
 
 def test_peaks_ignore_unmeasured_values():
     peaks = Peaks()
-    peaks.add_usage(Usage())
+    peaks = peaks.with_usage(Usage())
     assert peaks.memory is None and peaks.tasks is None and peaks.cpu_s is None
-    peaks.add_usage(Usage(memory=10, tasks=1))
-    peaks.add_usage(Usage())
+    peaks = peaks.with_usage(Usage(memory=10, tasks=1))
+    peaks = peaks.with_usage(Usage())
     assert peaks.memory == 10
     assert peaks.tasks == 1
 
 
 def test_peaks_union_of_cpus_seen_and_whether_they_are_known():
     peaks = Peaks()
-    peaks.add_usage(Usage())
+    peaks = peaks.with_usage(Usage())
     assert not peaks.cpus_known
-    peaks.add_usage(Usage(cpus_used=frozenset({4, 5})))
-    peaks.add_usage(Usage(cpus_used=frozenset({5, 7})))
+    peaks = peaks.with_usage(Usage(cpus_used=frozenset({4, 5})))
+    peaks = peaks.with_usage(Usage(cpus_used=frozenset({5, 7})))
     assert peaks.cpus_known
     assert peaks.cpus_seen == {4, 5, 7}
 
 
 def test_peaks_of_the_host():
     peaks = Peaks()
-    peaks.add_host(host_state(load1=2.0, memory_available=3 * GiB))
+    peaks = peaks.with_host(host_state(load1=2.0, memory_available=3 * GiB))
     assert peaks.pressure is None
-    peaks.add_host(host_state(load1=5.0, memory_available=1 * GiB, cpu=30.0))
-    peaks.add_host(host_state(load1=1.0, memory_available=2 * GiB, io=10.0))
+    peaks = peaks.with_host(host_state(load1=5.0, memory_available=1 * GiB, cpu=30.0))
+    peaks = peaks.with_host(host_state(load1=1.0, memory_available=2 * GiB, io=10.0))
     assert peaks.load1 == 5.0
     assert peaks.pressure == 30.0
     assert peaks.memory_available_min == 1 * GiB
@@ -213,8 +217,8 @@ class ProcessListBackend(Backend):
         self.polls: list[list[int]] = []  # what each look at the tree found
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
-        return None
+    def _probe(cls) -> Probe:
+        return Probe(True, "processes this test started")
 
     def create(self, run_id: str, limits: Limits) -> None:
         pass

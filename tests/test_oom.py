@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiered_run.backends.base import Capability, Ceiling, OomSite, Usage
 from tiered_run.backends.oom import Ancestors, OomTally, reading, tally_v1, tally_v2, with_events
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability, Ceiling, OomSite, Usage
 from tiered_run.policy.breaches import find_breach
 
 MIB = 1 << 20

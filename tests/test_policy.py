@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from factories import host_state
 
-from tiered_run.backends.base import Capability, Usage
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
+from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import find_breach, load_breach, load_over, over_memory_high
 
 GiB = 1024**3

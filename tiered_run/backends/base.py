@@ -1,8 +1,12 @@
-"""The contract every containment backend keeps, and the records it returns."""
+"""The contract every containment backend keeps: a cached probe, a run's life, the cleanup.
+
+The records a backend returns (`Usage`, `Capability`...) live in `model.usage`, since the
+whole program reads them. What is here is what only backends and their callers need: the
+probe that says whether a backend can work on this machine, and the lifecycle of one run.
+"""
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,97 +15,65 @@ from typing import ClassVar
 
 from tiered_run.errors import BackendError
 from tiered_run.model.spec import Limits
-
-
-class Capability(enum.Enum):
-    """What the kernel enforces or records for a backend; the rest the monitor does."""
-
-    CPUSET = "cpuset"  # the tree cannot leave its CPUs, even with sched_setaffinity
-    MEMORY_LIMIT = "memory-limit"  # hard memory ceiling enforced by the kernel
-    MEMORY_HIGH = "memory-high"  # soft ceiling throttles instead of only warning
-    MEMORY_PEAK = "memory-peak"  # exact peak recorded by the kernel, not sampled
-    TASKS_LIMIT = "tasks-limit"  # fork/clone refused at the ceiling
-    OOM_EVENTS = "oom-events"  # kernel OOM kills inside the run are counted
-    FREEZE = "freeze"  # the whole tree can be paused at once
-    ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
-
-
-class OomSite(enum.Enum):
-    """Whose memory ceiling made the kernel OOM-kill processes of the run."""
-
-    OWN = "own"  # the run's own ceiling
-    ENCLOSING = "enclosing"  # a ceiling above the run (an enclosing run, a container), or the host
+from tiered_run.model.usage import CONTAINING, Capability, Usage
 
 
 @dataclass(frozen=True)
-class Ceiling:
-    """A memory ceiling above the run: its cgroup (relative to the mount) and size."""
+class Probe:
+    """What a backend found on this machine: whether it can work, why (what it offers, or
+    what it lacks) and the capabilities a run would get from it. A run's backend may end
+    up with fewer (a controller the kernel refuses at create): `Backend.capabilities` of
+    the created run is what counts."""
 
-    cgroup: str
-    limit: int | None
-
-
-@dataclass(frozen=True)
-class MemorySplit:
-    """What a memory figure is made of, in bytes (memory.stat; smaps_rollup's Pss_* lines
-    for sampled backends): anonymous memory, page cache (without shared memory), shared
-    memory (tmpfs, /dev/shm, which the kernel counts as cache) and kernel memory.
-
-    Page cache is reclaimed under pressure and is not what takes a machine down; the rest
-    cannot be reclaimed without swap, which is what a ceiling has to leave room for.
-    """
-
-    anon: int
-    file: int
-    shmem: int
-    kernel: int | None = None  # None where it cannot be told (sampled backends)
+    usable: bool
+    reason: str
+    capabilities: frozenset[Capability] = frozenset()
 
     @property
-    def unreclaimable(self) -> int:
-        return self.anon + self.shmem + (self.kernel or 0)
+    def problem(self) -> str | None:
+        return None if self.usable else self.reason
 
-    def to_dict(self) -> dict[str, int | None]:
-        return {
-            "anon_bytes": self.anon,
-            "file_bytes": self.file,
-            "shmem_bytes": self.shmem,
-            "kernel_bytes": self.kernel,
-        }
+    @property
+    def containing(self) -> bool:
+        """Whether the kernel would hold every hard ceiling (CPUs, memory, tasks)."""
+        return self.usable and self.capabilities >= CONTAINING
 
 
-@dataclass(frozen=True)
-class Usage:
-    """One sample of the run's resource use; None where this backend cannot measure it.
+# One probe per backend class and process: probing may make and remove a cgroup, and a
+# ladder starts many runs. The machine does not change its cgroup layout under a run.
+_PROBES: dict[type, Probe] = {}
 
-    `oom_kills` counts the processes of the whole tree (nested cgroups included) that the
-    kernel OOM-killed at this run's ceiling or at one above it; kills at a ceiling inside
-    the run (a nested run's own) are that run's outcome, not this one's. `oom_site` says
-    which, and `oom_ceiling` names the enclosing ceiling where it could be found.
-    """
 
-    memory: int | None = None
-    memory_peak: int | None = None
-    tasks: int | None = None
-    tasks_peak: int | None = None
-    cpu_s: float | None = None
-    cpus_used: frozenset[int] | None = None
-    oom_kills: int = 0
-    tasks_refused: int = 0
-    memory_high_events: int = 0
-    oom_site: OomSite = OomSite.OWN
-    oom_ceiling: Ceiling | None = None
-    memory_split: MemorySplit | None = None
+def os_failure(
+    err: OSError,
+    operation: str,
+    path: Path | str,
+    *,
+    target: str | None = None,
+    detail: str | None = None,
+) -> BackendError:
+    """An OSError met on a cgroup file or directory, as the BackendError that keeps its path,
+    operation and errno: `cannot OPERATION TARGET: DETAIL` (TARGET: `cgroup PATH`; DETAIL:
+    the errno's text). Raise it `from err`."""
+    return BackendError(
+        f"cannot {operation} {target or f'cgroup {path}'}: {detail or err.strerror}",
+        path=path,
+        operation=operation,
+        errno=err.errno,
+    )
 
 
 class CleanupError(BackendError):
     """A cgroup could not be removed (or emptied); the run's result stands and the next start
     retries. Carries the directory, the operation and the errno for the report's warning."""
 
-    def __init__(self, path: Path, operation: str, errno: int | None, detail: str) -> None:
-        super().__init__(f"cannot {operation} cgroup {path}: {detail}")
-        self.path = path
-        self.operation = operation
-        self.errno = errno
+    def __init__(self, path: Path | str, operation: str, errno: int | None, detail: str) -> None:
+        super().__init__(
+            f"cannot {operation} cgroup {path}: {detail}",
+            path=path,
+            operation=operation,
+            errno=errno,
+        )
         self.detail = detail
 
 
@@ -115,10 +87,37 @@ class Backend(ABC):
     name: ClassVar[str]
     capabilities: frozenset[Capability] = frozenset()
 
+    # -- what this machine offers, asked once per process -------------------------------------
+
+    @classmethod
+    def probe(cls) -> Probe:
+        """Whether this backend works here, why, and what it would enforce; cached."""
+        found = _PROBES.get(cls)
+        if found is None:
+            found = _PROBES[cls] = cls._probe()
+        return found
+
     @classmethod
     @abstractmethod
+    def _probe(cls) -> Probe:
+        """Find out, uncached: may make and remove a cgroup."""
+
+    @classmethod
+    def offered(cls) -> frozenset[Capability]:
+        """The capabilities a run would get, where that can be told without the full probe
+        (which may make a cgroup); a backend without a cheaper answer probes."""
+        return cls.probe().capabilities
+
+    @classmethod
     def unusable_reason(cls) -> str | None:
-        """None where this backend works on this machine, else why not (for `auto` and doctor)."""
+        """None where this backend works on this machine, else why not."""
+        return cls.probe().problem
+
+    def describe(self, reason: str) -> str:
+        """The probe's reason with what this instance adds to it (systemd: the tier's slice)."""
+        return reason
+
+    # -- one run ----------------------------------------------------------------------------
 
     @abstractmethod
     def create(self, run_id: str, limits: Limits) -> None:
@@ -154,10 +153,23 @@ class Backend(ABC):
         """Remove the container, nested cgroups first; the tree must already be gone. Safe to
         call twice. Raises CleanupError when a cgroup stays busy: the next start retries."""
 
-    def cleanup_stale(self) -> list[str]:
-        """Kill and remove containers whose owner is positively gone; returns what was removed.
-        Never raises and never waits long: what resists is left for the next start."""
+    # -- runs whose tiered-run died ---------------------------------------------------------
+
+    def stale_parents(self) -> list[Path]:
+        """The directories this backend makes run cgroups in, where dead runs are looked for."""
         return []
+
+    def cleanup_stale(self) -> list[str]:
+        """Kill and remove the runs whose owner is positively gone; returns what was removed.
+        Never raises and never waits long: what resists is left for the next start. Called
+        at every start and by a watchdog whose tiered-run died."""
+        from tiered_run.backends.stale import sweep  # stale imports cgroupfs, which imports us
+
+        try:
+            parents = self.stale_parents()
+        except (BackendError, OSError):
+            return []
+        return sweep(parents)
 
     def exclude(self, pid: int) -> None:
         """`pid` is a helper of tiered-run's own (the watchdog), never part of the run; only a

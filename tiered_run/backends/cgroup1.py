@@ -18,24 +18,24 @@ from cgroupspy.controllers import CpuSetController, MemoryController
 from cgroupspy.nodes import Node
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, CleanupError, MemorySplit, Usage
+from tiered_run.backends.base import Backend, CleanupError, Probe
 from tiered_run.backends.cgroupfs import (
     PREFIX,
     REMOVE_WAIT_S,
     CgroupDir,
     Mount,
-    is_alive,
     kill_until_empty,
     own_cgroups,
     own_dir,
     system_mounts,
 )
 from tiered_run.backends.ownership import Owned, claim
-from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability, MemorySplit, Usage
 
 CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
 
@@ -110,26 +110,33 @@ class Cgroup1Backend(Backend):
         self._oom_events: oom.OomEvents | None = None
         self.capabilities = _V1_CAPABILITIES
 
-    @property
-    def hybrid(self) -> bool:
-        """Whether runs also join the controller-less cgroup2 mount (kill, freeze, tree)."""
-        return self._unified_parent is not None
-
     @classmethod
-    def unusable_reason(cls) -> str | None:
-        mounts = system_mounts()
-        if not any(m.version == 1 for m in mounts):
-            return "no cgroup v1 hierarchies are mounted"
-        parents, _ = _parents(mounts, own_cgroups())
+    def _probe(cls) -> Probe:
+        """Every controller mounted and our cgroup in each writable; a cheap check, no mkdir."""
+        try:
+            mounts = system_mounts()
+            if not any(m.version == 1 for m in mounts):
+                return Probe(False, "no cgroup v1 hierarchies are mounted")
+            parents, unified = _parents(mounts, own_cgroups())
+        except (BackendError, OSError) as err:
+            return Probe(False, str(err))
         missing = [c for c in CONTROLLERS if c not in parents]
         if missing:
-            return f"cgroup v1 controllers not mounted: {', '.join(missing)}"
+            return Probe(False, f"cgroup v1 controllers not mounted: {', '.join(missing)}")
         locked = [c for c, p in parents.items() if not os.access(p, os.W_OK)]
         if locked:
-            return (
-                f"no write access to our cgroup in {', '.join(locked)} (needs root or delegation)"
+            return Probe(
+                False,
+                f"no write access to our cgroup in {', '.join(locked)} (needs root or delegation)",
             )
-        return None
+        if unified is None:
+            return Probe(True, "cgroup v1 controllers", _V1_CAPABILITIES)
+        kill = (unified / "cgroup.kill").exists()
+        return Probe(
+            True,
+            "cgroup v1 controllers (hybrid: cgroup2 mount used for kill and freeze)",
+            _V1_CAPABILITIES | ({Capability.ATOMIC_KILL} if kill else set()),
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,7 +164,9 @@ class Cgroup1Backend(Backend):
         if outside:
             raise BackendError(
                 f"CPUs {format_cpus(outside)} are outside tiered-run's own cpuset "
-                f"({format_cpus(sorted(allowed))}); choose CPUs within it"
+                f"({format_cpus(sorted(allowed))}); choose CPUs within it",
+                path=self._parents["cpuset"] / "cpuset.cpus",
+                operation="confine",
             )
         cpuset.mems = parent_cpuset.mems
         cpuset.cpus = set(limits.cpus)
@@ -175,9 +184,12 @@ class Cgroup1Backend(Backend):
             group.attach_self()
 
     def started(self, pid: int) -> None:
-        if pid not in self._dirs["pids"].tree_procs() and is_alive(pid):
+        pids = self._dirs["pids"]
+        if pid not in pids.tree_procs() and is_alive(pid):
             raise BackendError(
-                f"the workload (pid {pid}) did not land in {self._dirs['pids'].path}"
+                f"the workload (pid {pid}) did not land in {pids.path}",
+                path=pids.path,
+                operation="attach",
             )
 
     # -- observation ----------------------------------------------------------------------
@@ -291,11 +303,11 @@ class Cgroup1Backend(Backend):
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
             raise CleanupError(first.path, first.operation, first.errno, f"{first.detail}{more}")
 
-    def cleanup_stale(self) -> list[str]:
+    def stale_parents(self) -> list[Path]:
         parents = list(self._parents.values())
         if self._unified_parent is not None:
             parents.insert(0, self._unified_parent)  # its cgroup.kill empties the others too
-        return sweep(parents)
+        return parents
 
 
 def _node(path: Path) -> Node:

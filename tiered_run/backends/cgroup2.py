@@ -11,20 +11,19 @@ subtree; listing, signals other than SIGKILL and removal walk it.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from tiered_run.backends import oom
-from tiered_run.backends.base import Backend, Capability, MemorySplit, Usage
+from tiered_run.backends.base import Backend, Probe
 from tiered_run.backends.cgroupfs import (
     GONE,
     PREFIX,
     CgroupDir,
     Mount,
-    is_alive,
     kill_until_empty,
     new_run_id,
     own_cgroups,
@@ -32,16 +31,16 @@ from tiered_run.backends.cgroupfs import (
     parse_proc_cgroup,
     system_mounts,
 )
+from tiered_run.backends.delegation import WANTED, delegate, listed
 from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.backends.proctree import measure
-from tiered_run.backends.stale import sweep
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
+from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Capability, MemorySplit, Usage
 
-# Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
-WANTED = ("cpuset", "memory", "pids", "cpu")
 # Read at every monitor sample, held open (see HeldFiles).
 _SAMPLED = (
     "memory.current",
@@ -54,22 +53,6 @@ _SAMPLED = (
     "pids.events",
     "cpu.stat",
 )
-# The leaf tiered-run moved itself into, held locked for the life of the process (a ladder
-# runs many runs from it), so that no cleaner takes it for a dead run's.
-_SELF_LEAVES: dict[Path, Owned] = {}
-
-
-def _errno(err: BaseException) -> int | None:
-    cause = err.__cause__ if isinstance(err, BackendError) else err
-    return cause.errno if isinstance(cause, OSError) else None
-
-
-def _words(group: CgroupDir, name: str) -> set[str]:
-    """Controller names in a list file; `+` is tolerated so a plain-file fake reads back."""
-    try:
-        return {word.lstrip("+") for word in group.read(name).split()}
-    except FileNotFoundError:
-        return set()
 
 
 def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
@@ -81,36 +64,13 @@ def _keyed(group: CgroupDir, name: str) -> dict[str, int]:
         raise
 
 
-def _enable(parent: CgroupDir, names: list[str]) -> None:
-    """Delegate controllers to the parent's children; when only tiered-run itself sits in
-    the parent (no-internal-process rule), it first moves into a leaf of its own."""
-    if not names:
-        return
-    line = " ".join(f"+{name}" for name in names)
-    try:
-        parent.write("cgroup.subtree_control", line)
-    except BackendError as err:
-        if _errno(err) != errno.EBUSY:
-            raise
-        others = [pid for pid in parent.procs() if pid != os.getpid()]
-        if others:
-            raise BackendError(
-                f"cannot enable {', '.join(names)} below {parent.path}: it also holds processes "
-                f"{', '.join(map(str, others[:5]))}; start tiered-run in a cgroup of its own, e.g. "
-                "systemd-run --scope -p Delegate=yes tiered-run ..."
-            ) from err.__cause__
-        leaf = CgroupDir(parent.path / self_leaf_name())
-        if leaf.path not in _SELF_LEAVES:
-            _SELF_LEAVES[leaf.path] = claim(leaf.path, reuse=True)
-        leaf.attach_self()
-        parent.write("cgroup.subtree_control", line)
-
-
 def _default_mount() -> Mount:
     for mount in system_mounts():
         if mount.version == 2:
             return mount
-    raise BackendError("no cgroup2 filesystem is mounted")
+    raise BackendError(
+        "no cgroup2 filesystem is mounted", path="/proc/self/mountinfo", operation="locate"
+    )
 
 
 def v2_split(stat: dict[str, int]) -> MemorySplit | None:
@@ -124,6 +84,24 @@ def v2_split(stat: dict[str, int]) -> MemorySplit | None:
         kernel = sum(stat.get(part, 0) for part in parts)
     shmem = stat.get("shmem", 0)
     return MemorySplit(stat["anon"], max(0, stat.get("file", 0) - shmem), shmem, kernel)
+
+
+def capabilities_of(controllers: Collection[str], group: Path) -> frozenset[Capability]:
+    """What the kernel does for a run with `controllers`; `group` is the run's cgroup (or,
+    before there is one, its parent), whose files say whether the kernel is recent enough
+    for memory.peak and cgroup.kill. Without memory, memory is sampled; without pids, tasks."""
+    caps = {Capability.FREEZE}
+    if "cpuset" in controllers:
+        caps.add(Capability.CPUSET)
+    if "memory" in controllers:
+        caps |= {Capability.MEMORY_LIMIT, Capability.MEMORY_HIGH, Capability.OOM_EVENTS}
+        if (group / "memory.peak").exists():
+            caps.add(Capability.MEMORY_PEAK)
+    if "pids" in controllers:
+        caps.add(Capability.TASKS_LIMIT)
+    if (group / "cgroup.kill").exists():
+        caps.add(Capability.ATOMIC_KILL)
+    return frozenset(caps)
 
 
 class Cgroup2Backend(Backend):
@@ -149,7 +127,22 @@ class Cgroup2Backend(Backend):
         self._counters: HeldFiles | None = None
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
+    def _probe(cls) -> Probe:
+        problem = cls._problem()
+        if problem is not None:
+            return Probe(False, problem)
+        missing = cls.missing_controllers()
+        if missing:
+            reason = (
+                f"cgroup v2 without {', '.join(missing)} controllers; "
+                "those ceilings are enforced by the monitor"
+            )
+            return Probe(True, reason, cls.offered())
+        return Probe(True, "cgroup v2 with cpuset, memory and pids controllers", cls.offered())
+
+    @classmethod
+    def _problem(cls) -> str | None:
+        """Why no run can be made below our cgroup, found by making (and removing) one."""
         try:
             parent = cls().parent
         except (BackendError, OSError) as err:
@@ -159,8 +152,8 @@ class Cgroup2Backend(Backend):
         if not (os.access(parent, os.W_OK) and os.access(parent / "cgroup.procs", os.W_OK)):
             return f"{parent} is not writable: run as root or in a delegated cgroup"
         group = CgroupDir(parent)
-        wanted = [c for c in WANTED[:3] if c in _words(group, "cgroup.controllers")]
-        enabled = _words(group, "cgroup.subtree_control")
+        wanted = [c for c in WANTED[:3] if c in listed(group, "cgroup.controllers")]
+        enabled = listed(group, "cgroup.subtree_control")
         others = [pid for pid in group.procs() if pid != os.getpid()]
         if others and not set(wanted) <= enabled:
             return (
@@ -183,12 +176,25 @@ class Cgroup2Backend(Backend):
     @classmethod
     def missing_controllers(cls) -> tuple[str, ...]:
         """Which of cpuset, memory and pids our cgroup cannot delegate (all of them on hybrid,
-        or without a cgroup2 mount); a cheap read, unlike the probe of `unusable_reason`."""
+        or without a cgroup2 mount); a cheap read, unlike the probe."""
+        _, available = cls._available()
+        return tuple(name for name in WANTED[:3] if name not in available)
+
+    @classmethod
+    def offered(cls) -> frozenset[Capability]:
+        """From the controllers our cgroup has (a cheap read): on a hybrid machine `auto`
+        passes this backend over without making a probe cgroup."""
+        parent, available = cls._available()
+        return frozenset() if parent is None else capabilities_of(available, parent)
+
+    @classmethod
+    def _available(cls) -> tuple[Path | None, set[str]]:
+        """Our cgroup and the controllers it has; none without a cgroup2 mount."""
         try:
-            available = _words(CgroupDir(cls().parent), "cgroup.controllers")
+            parent = cls().parent
+            return parent, listed(CgroupDir(parent), "cgroup.controllers")
         except (BackendError, OSError):
-            available = set()
-        return tuple(name for name in ("cpuset", "memory", "pids") if name not in available)
+            return None, set()
 
     @property
     def path(self) -> Path | None:
@@ -197,7 +203,7 @@ class Cgroup2Backend(Backend):
 
     def create(self, run_id: str, limits: Limits) -> None:
         parent = CgroupDir(self.parent)
-        self._controllers = self._enable_controllers(parent)
+        self._controllers = delegate(parent)
         run = CgroupDir(self.parent / f"{PREFIX}{run_id}")
         self._owned = claim(run.path)
         self._dir = run
@@ -213,22 +219,7 @@ class Cgroup2Backend(Backend):
                 self._owned.release()
             raise
         self._ancestors.record(self.parent)
-        self.capabilities = self._capabilities(run)
-
-    def _enable_controllers(self, parent: CgroupDir) -> frozenset[str]:
-        """Delegate the wanted controllers the parent has; returns those a child will get."""
-        available = _words(parent, "cgroup.controllers")
-        enabled = _words(parent, "cgroup.subtree_control")
-        missing = [name for name in WANTED if name in available and name not in enabled]
-        try:
-            _enable(parent, missing)
-        except BackendError as err:
-            # cpu is refused e.g. while realtime tasks live outside the root; we can do without.
-            if "cpu" not in missing or _errno(err) == errno.EBUSY:
-                raise
-            missing.remove("cpu")
-            _enable(parent, missing)
-        return frozenset(enabled & available) | frozenset(missing)
+        self.capabilities = capabilities_of(self._controllers, run.path)
 
     def _apply(self, parent: CgroupDir, run: CgroupDir, limits: Limits) -> None:
         controllers = self._controllers
@@ -254,23 +245,13 @@ class Cgroup2Backend(Backend):
         if "pids" in controllers and limits.tasks_max is not None:
             run.write("pids.max", limits.tasks_max)
 
-    def _capabilities(self, run: CgroupDir) -> frozenset[Capability]:
-        caps = {Capability.FREEZE}
-        if "cpuset" in self._controllers:
-            caps.add(Capability.CPUSET)
-        if "memory" in self._controllers:
-            caps |= {Capability.MEMORY_LIMIT, Capability.MEMORY_HIGH, Capability.OOM_EVENTS}
-            if (run.path / "memory.peak").exists():
-                caps.add(Capability.MEMORY_PEAK)
-        if "pids" in self._controllers:
-            caps.add(Capability.TASKS_LIMIT)
-        if (run.path / "cgroup.kill").exists():
-            caps.add(Capability.ATOMIC_KILL)
-        return frozenset(caps)
-
     def _require(self) -> CgroupDir:
         if self._dir is None:
-            raise BackendError("the cgroup2 run directory was not created")
+            raise BackendError(
+                f"the cgroup2 run directory below {self.parent} was not created",
+                path=self.parent,
+                operation="use",
+            )
         return self._dir
 
     def attach(self) -> None:
@@ -284,7 +265,11 @@ class Cgroup2Backend(Backend):
             where = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text()).get("", "?")
         except FileNotFoundError:
             return
-        raise BackendError(f"process {pid} landed in cgroup {where}, not in {run.path}")
+        raise BackendError(
+            f"process {pid} landed in cgroup {where}, not in {run.path}",
+            path=run.path,
+            operation="attach",
+        )
 
     def sample(self) -> Usage:
         run = self._dir
@@ -375,6 +360,5 @@ class Cgroup2Backend(Backend):
                 self._owned.release()
                 self._owned = None
 
-    def cleanup_stale(self) -> list[str]:
-        """Kill and remove run subtrees whose owner is gone; what resists is left for later."""
-        return sweep([self.parent])
+    def stale_parents(self) -> list[Path]:
+        return [self.parent]

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiered_run.backends.base import CleanupError
-from tiered_run.backends.ownership import PREFIX, is_alive, is_stale, new_run_id
+from tiered_run.backends.base import CleanupError, os_failure
+from tiered_run.backends.ownership import PREFIX, is_stale, new_run_id
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import parse_keyed
+from tiered_run.host.processes import signal_each
 
-__all__ = ["PREFIX", "CgroupDir", "Mount", "is_alive", "is_stale", "new_run_id"]
+__all__ = ["PREFIX", "CgroupDir", "Mount", "is_stale", "new_run_id"]
 
 # A file that vanished, or a cgroup removed while we held it open.
 GONE = (errno.ENOENT, errno.ENODEV)
@@ -80,12 +81,16 @@ def own_dir(mount: Mount, own: dict[str, str], controller: str = "") -> Path:
     """The directory of the calling process's cgroup in `mount` (below which runs go)."""
     rel = own.get(controller if mount.version == 1 else "")
     if rel is None:
-        raise BackendError(f"this process has no cgroup in {mount.path}")
+        raise BackendError(
+            f"this process has no cgroup in {mount.path}", path=mount.path, operation="locate"
+        )
     return mount.path / rel.lstrip("/")
 
 
 class CgroupDir:
-    """One cgroup directory; errors become BackendError naming the file."""
+    """One cgroup directory. Writes, mkdir and rmdir turn OSError into BackendError (or
+    CleanupError) with the file, the operation and the errno; reads raise OSError itself,
+    since their callers tell a vanished file (ENOENT, ENODEV) from a real failure."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -105,9 +110,8 @@ class CgroupDir:
             with open(self.path / name, "w") as handle:
                 handle.write(str(value))
         except OSError as err:
-            raise BackendError(
-                f"cannot write {value!r} to {self.path / name}: {err.strerror}"
-            ) from err
+            target = f"{value!r} to {self.path / name}"
+            raise os_failure(err, "write", self.path / name, target=target) from err
 
     def keyed(self, name: str) -> dict[str, int]:
         """A `key value` per line file (memory.events, pids.events, cpu.stat)."""
@@ -153,7 +157,7 @@ class CgroupDir:
         try:
             self.path.mkdir()
         except OSError as err:
-            raise BackendError(f"cannot create cgroup {self.path}: {err.strerror}") from err
+            raise os_failure(err, "create", self.path) from err
 
     def rmdir(self, deadline: float | None = None) -> None:
         """Remove, retrying while the kernel still lists exiting tasks (EBUSY) until the
@@ -188,11 +192,7 @@ class CgroupDir:
 
     def signal_all(self, sig: int) -> None:
         """`sig` to every process of the subtree."""
-        for pid in self.tree_procs():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_each(self.tree_procs(), sig)
 
 
 def kill_until_empty(group: CgroupDir, via_kill_file: bool, deadline_s: float = 5.0) -> None:

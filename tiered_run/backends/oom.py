@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiered_run.backends.base import Ceiling, OomSite
 from tiered_run.backends.cgroupfs import CgroupDir
 from tiered_run.host.heldfiles import parse_keyed
+from tiered_run.model.usage import Ceiling, OomSite
 
 Key = tuple[str, ...]  # a memcg's path below the run's directory; () is the run's own
 

@@ -23,6 +23,7 @@ process has its pid here. Any other name is left alone.
 from __future__ import annotations
 
 import enum
+import errno
 import fcntl
 import os
 import re
@@ -30,7 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiered_run.backends.base import os_failure
 from tiered_run.errors import BackendError
+from tiered_run.host.processes import is_alive
 
 PREFIX = "tiered-run-"
 CLAIM_WAIT_S = 2.0  # a cleaner holds a lock it took by mistake for microseconds
@@ -64,17 +67,6 @@ def new_run_id() -> str:
 
 def self_leaf_name() -> str:
     return f"{PREFIX}p{os.getpid()}-self"
-
-
-def is_alive(pid: int) -> bool:
-    """Running: it exists and is not a zombie (exited, not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _open_dir(path: Path) -> int:
@@ -119,11 +111,11 @@ def claim(path: Path, reuse: bool = False) -> Owned:
     while True:
         try:
             path.mkdir()
-        except FileExistsError:
+        except FileExistsError as err:
             if first and not reuse:
-                raise BackendError(f"cannot create cgroup {path}: it already exists") from None
+                raise os_failure(err, "create", path, detail="it already exists") from None
         except OSError as err:
-            raise BackendError(f"cannot create cgroup {path}: {err.strerror}") from err
+            raise os_failure(err, "create", path) from err
         first = False
         fd = None
         try:
@@ -133,11 +125,16 @@ def claim(path: Path, reuse: bool = False) -> Owned:
         except FileNotFoundError:
             pass  # removed by a cleaner: make it again
         except OSError as err:
-            raise BackendError(f"cannot lock cgroup {path}: {err.strerror}") from err
+            raise os_failure(err, "lock", path) from err
         if fd is not None:
             os.close(fd)
         if time.monotonic() > deadline:
-            raise BackendError(f"cannot lock cgroup {path}: another process holds it")
+            raise BackendError(
+                f"cannot lock cgroup {path}: another process holds it",
+                path=path,
+                operation="lock",
+                errno=errno.EWOULDBLOCK,
+            )
         time.sleep(0.001)
 
 

@@ -13,9 +13,11 @@ import os
 import signal
 from collections.abc import Callable
 
-from tiered_run.backends.base import Backend, Usage
-from tiered_run.backends.proctree import measure, start_ticks
+from tiered_run.backends.base import Backend, Probe
+from tiered_run.backends.proctree import measure
+from tiered_run.host.processes import read_stat, signal_each, start_ticks
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import Usage
 
 
 class PlainBackend(Backend):
@@ -27,8 +29,9 @@ class PlainBackend(Backend):
         self._on_tree: Callable[[list[tuple[int, int]]], object] | None = None
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
-        return None
+    def _probe(cls) -> Probe:
+        """Works anywhere; the kernel enforces nothing but the CPU affinity."""
+        return Probe(True, "no cgroup: CPU affinity, memory and tasks sampled from the tree")
 
     def create(self, run_id: str, limits: Limits) -> None:
         """Nothing to create: the tree is whatever descends from tiered-run."""
@@ -49,17 +52,21 @@ class PlainBackend(Backend):
             descendants = psutil.Process(me).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        for proc in descendants:
-            if proc.pid in self._helpers:
-                continue
+        for pid in (proc.pid for proc in descendants if proc.pid not in self._helpers):
             try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    if proc.pid != self._root and proc.ppid() == me:
-                        os.waitpid(proc.pid, os.WNOHANG)
-                    continue
-            except (psutil.NoSuchProcess, ChildProcessError):
+                stat = read_stat(pid)
+            except OSError:  # gone while it was read
                 continue
-            pids.append(proc.pid)
+            if stat is None:
+                continue
+            if stat.exited:
+                if stat.ppid == me and pid != self._root:  # the main one is waited for
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+                continue
+            pids.append(pid)
         return pids
 
     def report_tree(self, callback: Callable[[list[tuple[int, int]]], object]) -> None:
@@ -85,11 +92,7 @@ class PlainBackend(Backend):
         return self._tree()
 
     def kill(self, sig: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_each(self.pids(), sig)
         if self._root is not None:
             try:
                 os.killpg(self._root, sig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tiered_run.backends.base import MemorySplit
+from tiered_run.model.usage import MemorySplit
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,3 @@ def _pss(pid: int) -> tuple[int, int, int, int] | None:
         if index is not None:
             values[index] = int(rest.split()[0]) * 1024
     return values[0], values[1], values[2], values[3]
-
-
-def start_ticks(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot (/proc/PID/stat field 22): with the
-    pid, it names one process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rpartition(b")")[2].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None

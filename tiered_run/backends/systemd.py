@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tiered_run.backends.base import Backend, CleanupError, Usage
+from tiered_run.backends.base import Backend, CleanupError, Probe
 from tiered_run.backends.cgroup1 import Cgroup1Backend
 from tiered_run.backends.cgroup2 import Cgroup2Backend
 from tiered_run.backends.cgroupfs import (
@@ -39,6 +39,7 @@ from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.errors import BackendError
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import CONTAINING, Capability, Usage
 
 _PLACEMENT_WAIT_S = 30.0  # systemd under emulation can be slow to answer
 _SYSTEMCTL_WAIT_S = 10.0  # for one systemctl call; systemd answers in milliseconds normally
@@ -91,14 +92,20 @@ class SystemdBackend(Backend):
         self.capabilities = frozenset()
 
     @classmethod
-    def unusable_reason(cls) -> str | None:
+    def _probe(cls) -> Probe:
+        """systemd as init, systemd-run and root; a scope delegates every controller to us
+        (the cpuset on a hybrid machine is tiered-run's own v1 group)."""
         if not Path("/run/systemd/system").is_dir():
-            return "systemd is not the init system (no /run/systemd/system)"
+            return Probe(False, "systemd is not the init system (no /run/systemd/system)")
         if shutil.which("systemd-run") is None:
-            return "systemd-run is not installed"
+            return Probe(False, "systemd-run is not installed")
         if os.geteuid() != 0:
-            return "transient system scopes need root"
-        return None
+            return Probe(False, "transient system scopes need root")
+        caps = CONTAINING | {Capability.MEMORY_HIGH, Capability.OOM_EVENTS, Capability.FREEZE}
+        return Probe(True, "systemd is PID 1: transient scope", frozenset(caps))
+
+    def describe(self, reason: str) -> str:
+        return f"{reason} in {self.slice}"
 
     def create(self, run_id: str, limits: Limits) -> None:
         self.unit = f"{PREFIX}{run_id}.scope"
@@ -148,7 +155,11 @@ class SystemdBackend(Backend):
         while time.monotonic() < deadline:
             if self._holder.poll() is not None:
                 error = self._holder.stderr.read().decode(errors="replace").strip()
-                raise BackendError(f"systemd-run could not create {self.unit}: {error}")
+                raise BackendError(
+                    f"systemd-run could not create {self.unit}: {error}",
+                    path=self.unit,
+                    operation="create scope",
+                )
             try:
                 if (proc / "comm").read_text().strip() == "sleep":
                     paths = parse_proc_cgroup((proc / "cgroup").read_text())
@@ -157,11 +168,19 @@ class SystemdBackend(Backend):
             except FileNotFoundError:
                 pass
             time.sleep(0.005)
-        raise BackendError(f"systemd did not create {self.unit} within {_PLACEMENT_WAIT_S:g} s")
+        raise BackendError(
+            f"systemd did not create {self.unit} within {_PLACEMENT_WAIT_S:g} s",
+            path=self.unit,
+            operation="create scope",
+        )
 
     def _require(self) -> Backend:
         if self._view is None:
-            raise BackendError("the systemd scope was not created")
+            raise BackendError(
+                f"the systemd scope in {self.slice} was not created",
+                path=self.slice,
+                operation="use",
+            )
         return self._view
 
     def attach(self) -> None:
@@ -202,18 +221,19 @@ class SystemdBackend(Backend):
             if self.unit is not None:
                 unit, self.unit = self.unit, None
                 if _systemctl("stop", unit) is None:
-                    raise CleanupError(Path(unit), "stop", None, "systemctl stop did not finish")
+                    raise CleanupError(unit, "stop", None, "systemctl stop did not finish")
+
+    def stale_parents(self) -> list[Path]:
+        """On a hybrid machine our own groups outside the scopes (the cpuset and freezer
+        leaves stay below tiered-run's own groups)."""
+        return [] if self._unified else Cgroup1Backend(self._mounts).stale_parents()
 
     def cleanup_stale(self) -> list[str]:
-        """Stop the scopes whose owner is gone (the lock on their leaf is free), and remove
+        """Stop the scopes whose owner is gone (the lock on their leaf is free), then sweep
         our own stale groups outside them. Never raises; each systemctl call is bounded."""
-        removed = []
         unified = next((m for m in self._mounts if m.version == 2), None)
-        if unified is not None:
-            removed += _stop_stale_scopes(unified)
-        if not self._unified:
-            removed += Cgroup1Backend(self._mounts).cleanup_stale()
-        return removed
+        scopes = _stop_stale_scopes(unified) if unified is not None else []
+        return scopes + super().cleanup_stale()
 
 
 # Hierarchies where a delegated scope holds our leaf on a hybrid machine ("" = unified);

@@ -15,11 +15,12 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from tiered_run.backends.base import Backend, Capability
+from tiered_run.backends.base import Backend
 from tiered_run.engine.privileges import restrict
 from tiered_run.errors import SpawnError
 from tiered_run.host import signals, stdio
 from tiered_run.model.spec import RunSpec, UserSpec
+from tiered_run.model.usage import Capability
 from tiered_run.policy.exit_codes import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TOOL
 
 _PR_SET_PDEATHSIG = 1
@@ -84,30 +85,34 @@ def spawn(
             pass_fds=stdio.inherited(),
         )
     except FileNotFoundError as err:
-        raise SpawnError(f"command not found: {spec.command[0]}", EXIT_NOT_FOUND) from err
+        raise SpawnError(
+            f"command not found: {spec.command[0]}", EXIT_NOT_FOUND, path=spec.command[0]
+        ) from err
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
-            raise _spawn_failed(err, error_read) from err
+            raise _spawn_failed(err, error_read, spec.command[0]) from err
         what = "a directory" if os.path.isdir(spec.command[0]) else err.strerror
         raise SpawnError(
-            f"command not executable: {spec.command[0]} ({what})", EXIT_NOT_EXECUTABLE
+            f"command not executable: {spec.command[0]} ({what})",
+            EXIT_NOT_EXECUTABLE,
+            path=spec.command[0],
         ) from err
     except subprocess.SubprocessError as err:
-        raise _spawn_failed(err, error_read) from err
+        raise _spawn_failed(err, error_read, spec.command[0]) from err
     finally:
         os.close(error_read)
         os.close(error_write)
     return Child(popen)
 
 
-def _spawn_failed(err: Exception, error_read: int) -> SpawnError:
+def _spawn_failed(err: Exception, error_read: int, command: str) -> SpawnError:
     """What went wrong before exec, as the child reported it through the error pipe."""
     os.set_blocking(error_read, False)
     try:
         detail = os.read(error_read, 4096).decode(errors="replace")
     except BlockingIOError:
         detail = ""
-    return SpawnError(f"could not start the workload: {detail or err}", EXIT_TOOL)
+    return SpawnError(f"could not start the workload: {detail or err}", EXIT_TOOL, path=command)
 
 
 def _become(user: UserSpec) -> None:

@@ -5,6 +5,11 @@ close outputs, read the final counters, remove the container, release the watchd
 Nothing that goes wrong around the run (a log that fills the disk, a watchdog that was
 killed, a cgroup that cannot be removed yet) costs the result: it becomes a warning in
 the report, and the run's own exit code stands.
+
+The monitor owns sampling and enforcement and hands back an immutable `Accounting`; the
+supervisor owns everything around it (signals with their sender, the terminal and Ctrl-Z,
+the watchdog, the subreaper, the log's tee) and assembles the `RunReport` from that record
+and its own facts: how the main process ended, and the warnings.
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tiered_run import __version__
 from tiered_run.backends import select_backend
-from tiered_run.backends.base import Backend, Capability, Usage
+from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import new_run_id
+from tiered_run.engine.accounting import Accounting, RusageFloor
+from tiered_run.engine.ending import Ending
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
 from tiered_run.engine.launch import spawn
-from tiered_run.engine.monitor import Ending, Monitor, terminate_tree
+from tiered_run.engine.monitor import Monitor
 from tiered_run.engine.tee import Tee
 from tiered_run.engine.watchdog import Sentinel
 from tiered_run.errors import BackendError, SpawnError
@@ -30,20 +37,14 @@ from tiered_run.host.machine import HostReader, own_resident_bytes
 from tiered_run.host.outputs import open_log
 from tiered_run.host.reaper import reap_orphans, set_child_subreaper
 from tiered_run.inputs.units import plural
-from tiered_run.model.report import (
-    Event,
-    HostSummary,
-    Outcome,
-    RunReport,
-    signal_name,
-)
+from tiered_run.model.report import Event, Outcome, RunReport, signal_name
 from tiered_run.model.spec import RunSpec
-from tiered_run.policy.breaches import Breach, find_breach, kernel_enforced, not_enforced
+from tiered_run.model.usage import Usage, memory_method, memory_source
+from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
 from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
-_BREACHES = (Outcome.MEMORY, Outcome.TASKS, Outcome.TIMEOUT, Outcome.LOAD)
 _STOP_CAUSES = {
     signal.SIGTSTP: "SIGTSTP (Ctrl-Z)",
     signal.SIGTTIN: "SIGTTIN (a read from the terminal in the background)",
@@ -65,8 +66,6 @@ class _End:
     exit_code: int
     returncode: int | None = None
     signum: int | None = None
-    leftovers: int = 0
-    wall: float | None = None
 
 
 class Supervisor:
@@ -162,7 +161,7 @@ class Supervisor:
     def _run(self) -> RunReport:
         spec, backend = self.spec, self.backend
         log_fd = open_log(spec.log) if spec.log is not None else None
-        self._clean_stale()
+        backend.cleanup_stale()  # what runs whose tiered-run died left behind; never fails
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         tee = Tee(log_fd) if log_fd is not None else None
         host = HostReader()
@@ -179,35 +178,31 @@ class Supervisor:
                 backend, spec.limits, spec.interval, host, spec.protected_cpus, self.on_event
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
-                end = self._supervise(monitor, tee, sentinel)
-            if end.outcome in _BREACHES and not any(
-                event.kind == end.outcome.value for event in monitor.events
-            ):
-                # Every breach gets its event, also one found only after the main process
-                # ended (a kernel OOM kill of the main process itself, say).
-                monitor.note(end.outcome.value, end.message)
+                end, accounting = self._supervise(monitor, tee, sentinel)
         finally:
             self._monitor = None
             self._clean_up(tee, sentinel)
             host.close()
             if self._terminal is not None:
                 self._terminal.close()
-        return self._report(started_at, monitor, end)
+        return self._report(started_at, accounting, end)
 
-    def _supervise(self, monitor: Monitor, tee: Tee | None, sentinel: Sentinel) -> _End:
+    def _supervise(
+        self, monitor: Monitor, tee: Tee | None, sentinel: Sentinel
+    ) -> tuple[_End, Accounting]:
         spec, backend = self.spec, self.backend
         pending = self._signal or signals.first()
         if pending is not None:
             self._signal = pending
             message = f"tiered-run received {pending.name} before the start"
-            return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum), wall=0.0)
+            return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum)), monitor.finish()
         pre_exec = own_resident_bytes()
         try:
             child = spawn(
                 spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
             )
         except SpawnError as err:
-            return _End(Outcome.ERROR, str(err), err.exit_code, wall=0.0)
+            return _End(Outcome.ERROR, str(err), err.exit_code), monitor.finish()
         self._main_pid = child.pid
         try:
             backend.started(child.pid)
@@ -228,52 +223,23 @@ class Supervisor:
             self._deliver(self._signal)
         _, status, rusage = os.wait4(child.pid, 0)
         child.popen.returncode = os.waitstatus_to_exitcode(status)
-        # The main process ran, whether or not a sample caught it.
-        monitor.peaks.tasks = max(monitor.peaks.tasks or 0, 1)
         monitor.stop()
-        leftovers = self._end_leftovers(monitor)
-        wall = monitor.elapsed()
+        monitor.end_leftovers()
         if tee is not None:
             tee.close()
             self.warnings.extend(tee.warnings)
-        cpu_rusage = rusage.ru_utime + rusage.ru_stime
-        monitor.peaks.cpu_s = max(monitor.peaks.cpu_s or 0.0, cpu_rusage)
-        if monitor.failure is not None:
-            message = f"the monitor failed, so the run was ended: {monitor.failure}"
-            return _End(Outcome.ERROR, message, EXIT_TOOL, wall=wall)
+        floor = RusageFloor.from_wait4(rusage, pre_exec)
+        if monitor.failed:
+            accounting = monitor.finish(None, floor)
+            message = f"the monitor failed, so the run was ended: {accounting.failure}"
+            return _End(Outcome.ERROR, message, EXIT_TOOL), accounting
         try:
             final = backend.sample()
         except Exception as err:  # the run is over; its result stands
             self.warnings.append(f"the final counters could not be read: {err}")
             final = Usage()
-        maxrss = rusage.ru_maxrss * 1024  # wait4(2): KiB
-        if Capability.MEMORY_PEAK not in backend.capabilities and maxrss > pre_exec:
-            # A sampling monitor can miss a short peak between two samples; the kernel's
-            # own record of the main process's peak RSS (and of the children it waited
-            # for) is a floor for it. It also counts the copy of tiered-run the process
-            # was before exec, so it says something only above that.
-            final = replace(final, memory=max(final.memory or 0, maxrss))
-        monitor.peaks.add_usage(final)
-        breach = monitor.breach or find_breach(spec.limits, final, None, backend.capabilities)
-        return self._classify(monitor, breach, status, leftovers, wall)
-
-    def _end_leftovers(self, monitor: Monitor) -> int:
-        """Processes still in the tree after the main one ended by itself: count, then kill."""
-        remaining = self.backend.pids()
-        if not remaining:
-            return 0
-        if monitor.breach is None:
-            monitor.note("leftovers", f"{plural(len(remaining), 'process')} outlived the main one")
-        limits = self.spec.limits
-        terminate_tree(self.backend, limits.kill_after, ending=Ending(limits.stop_signal))
-        return len(remaining) if monitor.breach is None else 0
-
-    def _clean_stale(self) -> None:
-        """Remove what runs whose tiered-run died left behind; never fails this run."""
-        try:
-            self.backend.cleanup_stale()
-        except BackendError as err:
-            self.warnings.append(f"cleanup of earlier runs: {err}")
+        accounting = monitor.finish(final, floor)
+        return self._classify(accounting, status), accounting
 
     def _clean_up(self, tee: Tee | None, sentinel: Sentinel | None) -> None:
         """Kill what is left, close outputs, remove the container, release the watchdog.
@@ -297,53 +263,35 @@ class Supervisor:
         if sentinel is not None and not _tell(sentinel.release):
             self.warnings.append("watchdog lost: it was killed during the run")
 
-    def _classify(
-        self,
-        monitor: Monitor,
-        breach: Breach | None,
-        status: int,
-        leftovers: int,
-        wall: float,
-    ) -> _End:
+    def _classify(self, accounting: Accounting, status: int) -> _End:
+        """The outcome of a run whose main process was waited for, and its exit code."""
         returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        breach = accounting.breach
         if breach is not None:
             outcome, message = breach.outcome, breach.message
-            if monitor.killed_by_sigkill:
-                message += f"; {plural(monitor.killed_by_sigkill, 'process')} needed SIGKILL"
+            if accounting.sigkilled:
+                message += f"; {plural(accounting.sigkilled, 'process')} needed SIGKILL"
         elif signum is not None:
             outcome, message = Outcome.SIGNAL, f"died of {signal_name(signum)}"
         else:
             outcome, message = Outcome.EXITED, f"exited with code {returncode}"
-        if leftovers:
-            message += f"; {plural(leftovers, 'leftover process')} killed"
+        if accounting.leftovers:
+            message += f"; {plural(accounting.leftovers, 'leftover process')} killed"
         if outcome is Outcome.INTERRUPTED:
             code = signal_exit(self._signal.signum if self._signal else signal.SIGINT)
         else:
             code = exit_code_for(outcome, returncode, signum)
-        return _End(outcome, message, code, returncode, signum, leftovers, wall)
+        return _End(outcome, message, code, returncode, signum)
 
-    def _memory_method(self) -> str:
-        """How the peak memory was obtained, for the report (what calibrate builds on)."""
-        caps, every = self.backend.capabilities, f"every {self.spec.interval:g} s"
-        if Capability.MEMORY_PEAK in caps:
-            return "the kernel's peak for the run's cgroup (page cache included)"
-        if Capability.MEMORY_LIMIT in caps:
-            return f"the cgroup's current use sampled {every} (page cache included)"
-        return (
-            f"PSS of the tree's processes sampled {every} (shared pages counted once), "
-            "at least the main process's peak RSS (wait4)"
-        )
-
-    def _report(self, started_at: str, monitor: Monitor, end: _End) -> RunReport:
-        spec, peaks, caps = self.spec, monitor.peaks, self.backend.capabilities
-        host_end = monitor.host_last
+    def _report(self, started_at: str, accounting: Accounting, end: _End) -> RunReport:
+        spec, peaks, caps = self.spec, accounting.peaks, self.backend.capabilities
         message = end.message
         if end.outcome not in (Outcome.EXITED, Outcome.SIGNAL):
             # "exited with code 3" and "died of SIGSEGV" say how the run ended; every other
             # message is a detail that needs its outcome in front to stand alone.
             message = f"{end.outcome.value}: {message}"
-        busy = peaks.protected_busy
+        memory = peaks.memory or None
         return RunReport(
             run_id=self.run_id,
             command=spec.command,
@@ -356,44 +304,29 @@ class Supervisor:
             signal=end.signum,
             message=message,
             started_at=started_at,
-            wall_s=round(end.wall if end.wall is not None else monitor.elapsed(), 4),
+            wall_s=round(accounting.wall_s, 4),
             cpu_s=None if peaks.cpu_s is None else round(peaks.cpu_s, 4),
-            peak_memory_bytes=peaks.memory or None,
-            peak_memory_source=(
-                None
-                if not peaks.memory
-                else "kernel"
-                if Capability.MEMORY_PEAK in caps
-                else "sampled"
-            ),
+            peak_memory_bytes=memory,
+            peak_memory_source=None if memory is None else memory_source(caps),
             peak_tasks=peaks.tasks,
             cpus=spec.limits.cpus,
             cpus_seen=tuple(sorted(peaks.cpus_seen)) if peaks.cpus_known else None,
-            leftover_killed=end.leftovers,
+            leftover_killed=accounting.leftovers,
             limits=spec.limits.as_dict(),
             enforced_by_kernel=kernel_enforced(spec.limits, caps),
             memory_high_exceeded=peaks.memory_high_exceeded,
-            host=HostSummary(
-                load1_start=monitor.host_start.load1,
-                load1_peak=max(peaks.load1, monitor.host_start.load1),
-                load1_end=host_end.load1,
-                pressure_peak_pct=peaks.pressure,
-                memory_available_min_bytes=peaks.memory_available_min
-                or monitor.host_start.memory_available,
-                protected_cpus=spec.protected_cpus,
-                protected_cpu_busy_peak_pct=None if busy is None else round(busy * 100, 1),
-            ),
+            host=accounting.host_summary(spec.protected_cpus),
             log=str(spec.log) if spec.log is not None else None,
             warnings=(*spec.warnings, *self.warnings),
             not_enforced=not_enforced(spec.limits, self.backend.name),
             ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
             hostname=os.uname().nodename,
             tiered_run_version=__version__,
-            peak_memory_method=None if not peaks.memory else self._memory_method(),
+            peak_memory_method=None if memory is None else memory_method(caps, spec.interval),
             peak_memory_unreclaimable_bytes=peaks.unreclaimable,
             memory_split=None if peaks.split is None else peaks.split.to_dict(),
-            events=tuple(monitor.events),
-            timeline=monitor.timeline.finished(),
+            events=accounting.events,
+            timeline=accounting.timeline,
         )
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 
 from tiered_run.backends.base import Backend
-from tiered_run.backends.proctree import start_ticks
+from tiered_run.host.processes import start_ticks
 
 OWNER_EXIT_WAIT_S = 5.0
 DONE_WAIT_S = 2.0  # the watchdog exits within microseconds of "done" unless it is stopped

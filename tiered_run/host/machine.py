@@ -1,36 +1,19 @@
-"""Facts about the host read from /proc and /sys: the thin I/O edge under tiers and monitor."""
+"""Facts about the host read from /proc and /sys: the thin I/O edge under tiers and monitor.
+
+The records it returns (`Machine`, `HostState`) live in `model.host`, so that what only
+reads them never imports this.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.inputs.units import parse_cpus
+from tiered_run.model.host import HostState, Machine
 
 PSI_RESOURCES = ("cpu", "memory", "io")
-
-
-@dataclass(frozen=True)
-class Machine:
-    """What tier defaults are computed from."""
-
-    cpus: tuple[int, ...]
-    memory_total: int
-
-
-@dataclass(frozen=True)
-class HostState:
-    """One sample of host health: load, available memory, PSI `some avg10` per resource."""
-
-    load1: float
-    memory_available: int
-    pressure: dict[str, float]
-
-    @property
-    def pressure_max(self) -> float | None:
-        return max(self.pressure.values()) if self.pressure else None
 
 
 def read_machine(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> Machine:
@@ -59,6 +42,7 @@ class HostReader:
     so that sampling the host costs the monitor a few system calls."""
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
+        self._root = proc_root
         self._psi = tuple(n for n in PSI_RESOURCES if (proc_root / "pressure" / n).exists())
         self._proc = HeldFiles(proc_root, ("loadavg", "meminfo"))
         self._pressure = HeldFiles(proc_root / "pressure", self._psi)
@@ -85,6 +69,10 @@ class HostReader:
             ),
             pressure=pressure,
         )
+
+    def cpu_busy(self) -> dict[int, tuple[int, int]]:
+        """Per-CPU (busy, total) jiffies now; see `read_cpu_busy`."""
+        return read_cpu_busy(self._root)
 
 
 def parse_psi_avg10(line: str) -> float:

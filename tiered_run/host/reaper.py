@@ -13,6 +13,8 @@ import ctypes
 import os
 from collections.abc import Collection
 
+from tiered_run.host.processes import is_zombie
+
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -44,7 +46,7 @@ def reap_orphans(keep: Collection[int] = ()) -> int:
     process and helper processes whose status someone reads). Returns how many."""
     reaped = 0
     for pid in children():
-        if pid in keep or not _is_zombie(pid):
+        if pid in keep or not is_zombie(pid):
             continue
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -52,11 +54,3 @@ def reap_orphans(keep: Collection[int] = ()) -> int:
         except ChildProcessError:
             continue
     return reaped
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False

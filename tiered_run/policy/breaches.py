@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tiered_run.backends.base import Capability, OomSite, Usage
-from tiered_run.host.machine import HostState
 from tiered_run.inputs.settings import LIMITS
 from tiered_run.inputs.units import format_duration, format_size, plural
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
+from tiered_run.model.usage import Capability, OomSite, Usage
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tiered_run.host.machine import HostState
 from tiered_run.inputs.units import format_size
+from tiered_run.model.host import HostState
 
 DEFAULT_SETTLE_TIMEOUT = 60.0
 DEFAULT_SETTLE_INTERVAL = 1.0

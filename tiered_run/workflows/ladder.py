@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tiered_run.host import signals
-from tiered_run.host.machine import HostReader, HostState
+from tiered_run.host.machine import HostReader
 from tiered_run.inputs.ladder_file import Ladder, Step
+from tiered_run.model.host import HostState
 from tiered_run.model.report import Event, Outcome, RunReport, signal_name
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_UNHEALTHY, signal_exit
