@@ -71,7 +71,7 @@ def test_bad_input_exits_125_with_one_line_and_starts_nothing(case, tmp_path):
     message = lines[-1]
     for needle in needles:
         assert needle in proc.stderr, (needle, proc.stderr)
-    assert message.lower().startswith(("tiered-run: error", "error:")), message
+    assert message.startswith("tiered-run: error: "), message
     assert not marker.exists()
     assert proc.stdout == ""
 

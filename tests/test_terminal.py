@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SPAWNED, gone, guard_argv, run_cli, wait_for
+from conftest import ALL_BACKENDS, SPAWNED, gone, guard_argv, run_cli, wait_for
 from workloads import DAEMON, PY
 
 CTRL_C, CTRL_Z = b"\x03", b"\x1a"
@@ -159,10 +159,12 @@ def test_ctrl_z_stops_the_whole_tree_and_fg_resumes_it(terminal, tmp_path):
     assert data["wall_s"] >= 3 + 1.5
 
 
-def test_signal_option_sends_sigint_first_without_a_terminal(tmp_path):
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_signal_option_sends_sigint_once_without_a_terminal(backend, tmp_path):
+    """Once: the plain backend sent it to the main process by pid and again by group."""
     proc = run_cli(
-        "--signal", "INT", "--timeout", "1", "--", PY, "-c", SUMMARY_ON_CTRL_C,
-        command=None, report=False,
+        "--backend", backend, "--signal", "INT", "--timeout", "1",
+        "--", PY, "-c", SUMMARY_ON_CTRL_C, command=None, report=False,
     )  # fmt: skip
     assert proc.returncode == 124
     assert b"summary: got SIGINT\n" in proc.stdout

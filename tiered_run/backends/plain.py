@@ -92,12 +92,16 @@ class PlainBackend(Backend):
         return self._tree()
 
     def kill(self, sig: int) -> None:
-        signal_each(self.pids(), sig)
+        """`sig` once to every process: the workload's own process group with killpg (which
+        also reaches members the last walk missed), each other process of the tree by pid."""
+        group = None
         if self._root is not None:
             try:
                 os.killpg(self._root, sig)
+                group = self._root
             except (ProcessLookupError, PermissionError):
                 pass
+        signal_each([pid for pid in self.pids() if group is None or _pgid(pid) != group], sig)
 
     def freeze(self, frozen: bool) -> None:
         self.kill(signal.SIGSTOP if frozen else signal.SIGCONT)
@@ -107,3 +111,10 @@ class PlainBackend(Backend):
 
     def remove(self) -> None:
         self._root = None
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

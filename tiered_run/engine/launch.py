@@ -24,6 +24,8 @@ from tiered_run.model.usage import Capability
 from tiered_run.policy.exit_codes import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TOOL
 
 _PR_SET_PDEATHSIG = 1
+NPROC_SLACK = 2
+_OWN_LATER_THREADS = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -125,7 +127,10 @@ def _nproc_cap(spec: RunSpec) -> int | None:
     """A per-user process cap as a backstop against fork storms where no pids cgroup exists.
 
     RLIMIT_NPROC counts every process of the user, so the cap is what the user already
-    runs plus the tier's ceiling; root ignores it, so it is only set for other users.
+    runs plus the tier's ceiling; root ignores it, so it is only set for other users. Forks
+    it refuses are counted nowhere, so the cap leaves the tree NPROC_SLACK tasks above the
+    ceiling: enough for the monitor to see the tree go over it (a tree held exactly at the
+    ceiling would look like one that stayed within it) and still stop a storm.
     """
     uid = spec.user.uid if spec.user is not None else os.getuid()
     if spec.limits.tasks_max is None or uid == 0:
@@ -137,4 +142,7 @@ def _nproc_cap(spec: RunSpec) -> int | None:
         for p in psutil.process_iter(["uids", "num_threads"])
         if p.info["uids"] and p.info["uids"].real == uid
     )
-    return running + spec.limits.tasks_max
+    # Where tiered-run runs as that user too, the threads it starts after the spawn (the
+    # monitor's, the tee's) count against the cap as well.
+    later = _OWN_LATER_THREADS if uid == os.getuid() else 0
+    return running + later + spec.limits.tasks_max + NPROC_SLACK

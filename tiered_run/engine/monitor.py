@@ -204,7 +204,10 @@ class Monitor:
                 final = replace(final, memory=max(final.memory or 0, floor.memory))
             peaks = peaks.with_usage(final)
             if breach is None:
-                breach = find_breach(self._limits, final, None, self._backend.capabilities)
+                # A ceiling only the monitor holds is judged on the peaks, the last sample
+                # (taken as the main process ended, with no check of its own) included.
+                seen = replace(final, memory=peaks.memory, tasks=peaks.tasks)
+                breach = find_breach(self._limits, seen, None, self._backend.capabilities)
         if (
             breach is not None
             and self._failure is None
