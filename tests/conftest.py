@@ -204,6 +204,15 @@ def wait_for(condition: Callable[[], object], within: float = 10.0, step: float 
     return bool(ok)
 
 
+def written_pid(path: Path, within: float = 20.0) -> int:
+    """The pid a workload writes to `path`, once it is there in full.
+
+    A file can exist before its writer has written it: waiting on `exists()` alone read an
+    empty file under load."""
+    assert wait_for(lambda: path.exists() and path.read_text().split(), within=within), path
+    return int(path.read_text().split()[0])
+
+
 def leaked_cgroups() -> list[str]:
     """Run cgroups whose tiered-run is gone; live runs of other programs are not leaks."""
     return [

@@ -20,6 +20,7 @@ from conftest import (
     python_cmd,
     run_cli,
     wait_for,
+    written_pid,
 )
 from workloads import (
     AFFINITY_ESCAPE,
@@ -229,13 +230,13 @@ def test_signal_to_tiered_run_kills_tree_and_writes_report(backend, sig, tmp_pat
         report=report,
         wait=False,
     )
-    assert wait_for(pid_file.exists)
+    daemon = written_pid(pid_file)
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == 128 + sig
     data = json.loads(report.read_text())
     assert data["outcome"] == "interrupted"
     assert data["exit_code"] == 128 + sig
-    assert gone(int(pid_file.read_text()))
+    assert gone(daemon)
     assert not [p for p in leaked_cgroups() if data["run_id"] in p]
 
 
@@ -246,10 +247,9 @@ def test_sigkill_of_tiered_run_still_ends_the_tree_and_cleans_up(tmp_path):
         "--", PY, "-c", DAEMON + "\ntime.sleep(40)", str(pid_file),
         command=None, report=False, quiet=True, wait=False,
     )  # fmt: skip
-    assert wait_for(pid_file.exists)
+    daemon = written_pid(pid_file)
     proc.kill()
     proc.wait()
-    daemon = int(pid_file.read_text())
     assert wait_for(lambda: gone(daemon), within=3)
     assert wait_for(lambda: not [p for p in leaked_cgroups() if f"tiered-run-p{proc.pid}-" in p], 3)
 

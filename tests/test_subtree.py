@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from conftest import backend_params, gone, run_cli, wait_for
+from conftest import backend_params, gone, run_cli, wait_for, written_pid
 from workloads import MEMORY_HOG, PY
 
 from tiered_run.backends import Cgroup2Backend
@@ -32,8 +32,9 @@ child = mount + own.rstrip("/") + "/tiered-run-escape"
 os.mkdir(child)
 with open(child + "/cgroup.procs", "w") as f:
     f.write(str(os.getpid()))
-with open(sys.argv[1], "w") as f:
+with open(sys.argv[1] + ".tmp", "w") as f:
     f.write(f"{os.getpid()} {child}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(60)
 """
 
@@ -279,9 +280,8 @@ def test_sigkill_of_an_outer_run_ends_and_removes_the_nested_run_too(backend, tm
         "--backend", backend, "--", *inner_argv(backend, "-q"), "--", "sh", "-c", script,
         command=None, report=False, quiet=True, wait=False,
     )  # fmt: skip
-    # written, not only made
-    assert wait_for(lambda: sleeper.exists() and sleeper.read_text().strip(), within=20)
+    pid = written_pid(sleeper)
     outer.kill()
     outer.wait()
-    assert wait_for(lambda: gone(int(sleeper.read_text())), within=20)
+    assert wait_for(lambda: gone(pid), within=20)
     assert wait_for(lambda: run_dirs(f"tiered-run-p{outer.pid}-") == [], within=20)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ALL_BACKENDS, SPAWNED, gone, guard_argv, run_cli, wait_for
+from conftest import ALL_BACKENDS, SPAWNED, gone, guard_argv, run_cli, wait_for, written_pid
 from workloads import DAEMON, PY
 
 CTRL_C, CTRL_Z = b"\x03", b"\x1a"
@@ -117,9 +117,10 @@ def test_ctrl_c_still_ends_setsid_daemons(terminal, tmp_path):
     code = DAEMON + "\nprint('ready', flush=True)\ntime.sleep(30)"
     term = terminal("--kill-after", "0.5", "--", PY, "-c", code, str(pid_file), cwd=tmp_path)
     term.wait_for_output(b"ready")
+    daemon = written_pid(pid_file)
     term.type(CTRL_C)
     assert term.finish() == 130
-    assert gone(int(pid_file.read_text()))
+    assert gone(daemon)
 
 
 COUNTERS = """
@@ -265,6 +266,7 @@ def test_sigkill_of_tiered_run_ends_a_plain_tree_at_a_terminal(terminal, tmp_pat
         cwd=tmp_path,
     )  # fmt: skip
     term.wait_for_output(b"ready")
+    daemon = written_pid(pid_file)
     time.sleep(0.5)  # samples have told the watchdog the tree
     term.proc.kill()
-    assert wait_for(lambda: gone(int(pid_file.read_text())), within=10)
+    assert wait_for(lambda: gone(daemon), within=10)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import gone, run_cli, wait_for
+from conftest import gone, run_cli, wait_for, written_pid
 from without_root import unprivileged_how
 
 from tiered_run.engine.launch import NPROC_SLACK
@@ -32,12 +32,7 @@ def plain(*args: str, **kwargs):
 
 
 def daemon_pid() -> int:
-    return int(Path("daemon.pid").read_text())
-
-
-def daemon_started() -> bool:
-    """daemon.pid written, not only made."""
-    return Path("daemon.pid").exists() and bool(Path("daemon.pid").read_text().strip())
+    return written_pid(Path("daemon.pid"))
 
 
 def test_a_user_without_cgroups_gets_the_plain_backend_and_its_files(unprivileged):
@@ -109,12 +104,12 @@ def test_signal_to_tiered_run_kills_tree_and_writes_report(sig, unprivileged):
         "--kill-after", "0.5", "--", "sh", "-c", f"{DAEMON}; sleep 40",
         report=report, wait=False,
     )  # fmt: skip
-    assert wait_for(daemon_started)
+    daemon = daemon_pid()
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == 128 + sig
     data = json.loads(report.read_text())
     assert (data["outcome"], data["exit_code"]) == ("interrupted", 128 + sig)
-    assert gone(daemon_pid())
+    assert gone(daemon)
 
 
 def test_sigkill_of_tiered_run_still_ends_the_tree(unprivileged):
@@ -123,11 +118,11 @@ def test_sigkill_of_tiered_run_still_ends_the_tree(unprivileged):
         "--interval", "0.1", "--", "sh", "-c", f"{DAEMON}; sleep 40",
         report=False, wait=False, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    assert wait_for(daemon_started)
+    daemon = daemon_pid()
     time.sleep(0.5)  # samples have told the watchdog the tree
     proc.kill()
     proc.wait()
-    assert wait_for(lambda: gone(daemon_pid()))
+    assert wait_for(lambda: gone(daemon))
 
 
 def test_a_home_it_cannot_read_holds_no_config_of_its_own(tmp_path):

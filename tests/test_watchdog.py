@@ -20,6 +20,7 @@ from conftest import (
     leaked_cgroups,
     run_cli,
     wait_for,
+    written_pid,
 )
 from workloads import PY
 
@@ -120,8 +121,9 @@ if os.fork() == 0:
     os.mkdir(child)
     with open(child + "/cgroup.procs", "w") as f:
         f.write(str(os.getpid()))
-    with open(sys.argv[1], "w") as f:
+    with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(60)
     os._exit(0)
 os.wait()
@@ -141,14 +143,12 @@ def test_sigkill_of_tiered_run_and_watchdog_leaves_a_tree_the_next_start_ends(ba
         "--backend", backend, "--", PY, "-c", CHILD_IN_A_NESTED_CGROUP, str(nested),
         command=None, report=False, quiet=True, wait=False,
     )  # fmt: skip
-    # written, not only made
-    assert wait_for(lambda: nested.exists() and nested.read_text().strip(), within=20)
+    pid = written_pid(nested)
     watchdog = watchdog_of(guard)
     watchdog.suspend()  # so that it cannot act on tiered-run's death
     guard.kill()
     guard.wait()
     watchdog.kill()
-    pid = int(nested.read_text())
     try:
         assert not gone(pid)
         mine = f"tiered-run-p{guard.pid}-"
@@ -175,9 +175,8 @@ def test_sigkill_of_tiered_run_ends_a_plain_trees_setsid_daemon(tmp_path):
         PY, "-c", DAEMON + "\ntime.sleep(30)", str(pid_file),
         command=None, report=False, wait=False,
     )  # fmt: skip
-    assert wait_for(pid_file.exists, within=20)
+    daemon = written_pid(pid_file)
     time.sleep(0.5)  # samples have told the watchdog the tree
     proc.kill()
     proc.wait()
-    daemon = int(pid_file.read_text())
     assert wait_for(lambda: gone(daemon), within=10)

@@ -61,8 +61,9 @@ import os, sys, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        with open(sys.argv[1], "w") as f:
+        with open(sys.argv[1] + ".tmp", "w") as f:  # renamed: whoever sees it sees the pid
             f.write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
         time.sleep(40)
     os._exit(0)
 os.wait()
