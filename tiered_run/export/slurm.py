@@ -143,6 +143,8 @@ def guarded_argv(
             argv.append("--no-new-privileges")
         if spec.privileges.drop_caps:
             argv.append("--drop-caps")
+        if spec.log is not None:
+            argv += ["--log", str(spec.log)]
     if allow_protected:
         argv.append("--allow-protected-cpus")
     return [*argv, "-q", "--report", report, "--", *spec.command]
