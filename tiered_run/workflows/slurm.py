@@ -86,6 +86,16 @@ class _Job:
 
 
 @dataclass
+class _Ending:
+    """How far the jobs of one `run_many` are in being ended by a signal to tiered-run."""
+
+    seen: int  # signals received when last looked
+    passed_on: bool = False
+    cancel_at: float | None = None
+    give_up_at: float | None = None  # after a second signal: stop waiting for Slurm
+
+
+@dataclass
 class SlurmExecutor:
     """A runner (`RunSpec, on_event -> RunReport`) that runs each spec as a Slurm job, and
     `run_many` for runs that do not depend on each other, submitted together."""
@@ -113,6 +123,7 @@ class SlurmExecutor:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         jobs = [_Job(spec, Path(tempfile.mkdtemp(prefix="job-", dir=root))) for spec in specs]
         done = 0
+        ending = _Ending(signals.count())
         try:
             for job in jobs:
                 try:
@@ -120,7 +131,7 @@ class SlurmExecutor:
                 except SlurmError as err:
                     job.state, job.problem = "NOT_SUBMITTED", str(err)
             while done < len(jobs):
-                self._wait(jobs, jobs[done])
+                self._wait(jobs, jobs[done], ending)
                 yield self._collect(jobs[done])
                 done += 1
         finally:
@@ -154,31 +165,35 @@ class SlurmExecutor:
         if self.say:
             self.say(f"slurm job {job.id}: {' '.join(allocation(spec).directives())}")
 
-    def _wait(self, jobs: list[_Job], job: _Job) -> None:
+    def _wait(self, jobs: list[_Job], job: _Job, ending: _Ending) -> None:
         """Poll until `job` has ended, relaying output and passing signals on meanwhile."""
-        seen = signals.count()
-        relayed = False
-        cancel_at: float | None = None
         while True:
             self._poll([j for j in jobs if j.id and not j.ended])
             for each in jobs:
                 _relay(each)
             if job.ended:
                 return
-            if signals.count() > seen:
+            live = [j.id for j in jobs if j.id and not j.ended]
+            if signals.count() > ending.seen:
+                ending.seen = signals.count()
                 received = signals.first()
-                if relayed or received is None:  # a second signal: no more grace
-                    _scancel([j.id for j in jobs if j.id and not j.ended])
+                if ending.passed_on or received is None:  # a second one: no more grace
+                    _scancel(live)
+                    ending.give_up_at = time.monotonic() + CANCEL_AFTER_S
                 else:
                     self._pass_on(jobs, received.name)
                     grace = max(j.spec.limits.kill_after for j in jobs)
-                    cancel_at = time.monotonic() + grace + CANCEL_AFTER_S
-                    relayed = True
-                seen = signals.count()
-            if cancel_at is not None and time.monotonic() > cancel_at:
-                _scancel([j.id for j in jobs if j.id and not j.ended])
-                cancel_at = None
-            if relayed:
+                    ending.cancel_at = time.monotonic() + grace + CANCEL_AFTER_S
+                    ending.passed_on = True
+            if ending.cancel_at is not None and time.monotonic() > ending.cancel_at:
+                _scancel(live)
+                ending.cancel_at = None
+            if ending.give_up_at is not None and time.monotonic() > ending.give_up_at:
+                for each in jobs:
+                    if each.id and not each.ended:
+                        each.state = "CANCELLED"  # as far as we know: Slurm did not answer
+                return
+            if ending.passed_on:
                 time.sleep(self.poll_s)  # signals.wait returns at once from now on
             else:
                 signals.wait(self.poll_s)
@@ -191,8 +206,10 @@ class SlurmExecutor:
             out = _slurm(
                 ["squeue", "--noheader", "--states=all", f"--jobs={ids}", "--format=%i %T %N"]
             )
-        except SlurmError:
-            out = ""  # jobs the controller has forgotten (MinJobAge) read as ended below
+        except SlurmError as err:
+            if "Invalid job id" not in str(err):
+                return  # the controller did not answer: ask again at the next poll
+            out = ""  # jobs it has forgotten (after MinJobAge) read as ended below
         states = {}
         for line in out.splitlines():
             parts = line.split()
