@@ -19,7 +19,11 @@ from tiered_run.inputs.config import load_config
     "--format", "fmt", type=click.Choice(FORMATS), required=True, help="The target's terms."
 )
 @click.option(
-    "--image", default="debian:12", show_default=True, help="Image (docker, compose, k8s)."
+    "--image",
+    metavar="IMAGE",
+    default="debian:12",
+    show_default=True,
+    help="Image (docker, compose, k8s).",
 )
 @click.option(
     "--slices",
