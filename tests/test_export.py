@@ -164,6 +164,16 @@ def test_the_slices_pass_systemd_analyze_verify(tmp_path):
     host.write_text(drop_in)
     verify(host, out / "tiered-work.slice")
     assert "CPUWeight=50" in (out / "tiered-work.slice").read_text()
+    printed = run_cli(
+        "--format", "systemd", "--slices", "--config", str(config),
+        command="export", report=False, text=True, in_process=True,
+    ).stdout  # fmt: skip
+    sections = printed.split("# ==> ")[1:]
+    assert [s.split(" <==")[0] for s in sections] == [
+        "system.slice.d/50-tiered-run.conf", "user.slice.d/50-tiered-run.conf",
+        "tiered-user.slice", "tiered-batch.slice", "tiered-work.slice",
+    ]  # fmt: skip
+    assert sections[0].split(" <==\n", 1)[1].strip() == drop_in.strip()
 
 
 # -- docker and compose --------------------------------------------------------------------
