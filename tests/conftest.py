@@ -267,6 +267,7 @@ def run_cli(
     in_process: bool = False,
     wait: bool = True,
     timeout: float = 90,
+    wrap: list[str] | None = None,
     **popen,
 ) -> Result | subprocess.Popen:
     """`tiered-run [-q] [COMMAND] [--report FILE] ARGS...`, the one way tests run the CLI.
@@ -277,6 +278,7 @@ def run_cli(
       `unprivileged`: as a user who cannot make cgroups (see without_root.py);
       `in_process`: the entry point in this process (only its fd-level output is caught).
     - `wait=False`: the Popen, started in the background and registered in SPAWNED.
+    - `wrap`: a command that runs tiered-run (`nsenter --net=... --`).
     - `popen`: passed on to subprocess (stdin, stdout, stderr, cwd, preexec_fn, pass_fds).
     """
     report_path = None
@@ -302,6 +304,7 @@ def run_cli(
         popen.update(how.popen_kwargs())
     else:
         argv = guard_argv(*cli_args)
+    argv = [*(wrap or ()), *argv]
     if not wait:
         return SPAWNED.popen(argv, **popen)
     if in_process:

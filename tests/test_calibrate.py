@@ -170,6 +170,54 @@ def test_a_tier_soft_ceiling_is_lowered_to_small_attempts(tmp_path):
     assert seen[0].limits.memory_high == GiB
 
 
+class Batches:
+    """A runner that runs runs together, as the Slurm executor does: `run_many` gets the
+    memory ceilings still to try at one timeout, and is closed when no more are needed."""
+
+    def __init__(self, outcomes):
+        self.outcomes = {(m, t): o for (m, t), o in outcomes.items()}
+        self.batches: list[list[tuple[int, float]]] = []
+        self.closed = 0
+
+    def __call__(self, spec, _on_event=None):
+        raise AssertionError("a runner with run_many gets every attempt through it")
+
+    def run_many(self, specs):
+        batch = [(s.limits.memory, s.limits.timeout) for s in specs]
+        self.batches.append(batch)
+        try:
+            for key in batch:
+                yield outcome_report(*self.outcomes[key])
+        finally:
+            self.closed += 1
+
+
+def test_memory_ceilings_at_one_timeout_run_together_and_read_in_order():
+    """Memory 64M breaches, 128M times out at 5 s (so 256M at 5 s is not needed), then
+    the ceilings from 128M run again at 10 s, where 128M passes: the attempts are those
+    one-at-a-time would have made."""
+    mem = (64 * MiB, 128 * MiB, 256 * MiB)
+    runner = Batches(
+        {
+            (mem[0], 5.0): (Outcome.MEMORY, EXIT_MEMORY),
+            (mem[1], 5.0): (Outcome.TIMEOUT, EXIT_TIMEOUT),
+            (mem[2], 5.0): (Outcome.EXITED, 0),
+            (mem[1], 10.0): (Outcome.EXITED, 0),
+            (mem[2], 10.0): (Outcome.EXITED, 0),
+        }
+    )
+    config = load_config(this_machine(), None)
+    result = calibrate(
+        ("x",), RunOptions(), config, this_machine(), mem, (5.0, 10.0), runner=runner
+    )
+    assert runner.batches == [[(m, 5.0) for m in mem], [(m, 10.0) for m in mem[1:]]]
+    assert runner.closed == 2  # the runs not needed are given up
+    assert [(a.memory, a.timeout) for a in result.attempts] == [
+        (mem[0], 5.0), (mem[1], 5.0), (mem[1], 10.0),
+    ]  # fmt: skip
+    assert result.outcome is CalibrationOutcome.CALIBRATED
+
+
 def test_calibration_json_keys_are_the_published_contract():
     result, _ = fake_calibrate(
         [(Outcome.MEMORY, EXIT_MEMORY), (Outcome.EXITED, 0)], memory=(64 * MiB, 128 * MiB)

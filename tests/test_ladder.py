@@ -373,6 +373,29 @@ def test_an_unsettled_host_stops_the_ladder_as_unhealthy():
     assert report.steps[2].status is StepStatus.NOT_RUN
 
 
+def test_a_remote_runner_has_no_gate_here_and_reports_the_node_it_ran_on():
+    """Steps run elsewhere (a Slurm executor): this host is never read, and the host
+    before and after each step are the ones its report saw."""
+    ladder = parse_ladder(
+        {"settle": {"load_max": 0.0, "timeout": "1s"}, "step": [{"name": "a", "command": "true"}]},
+        "remote.toml",
+    )
+
+    class Remote:
+        remote = True
+
+        def __call__(self, spec, _on_event):
+            return outcome_report(Outcome.EXITED, 0)
+
+    def unread():
+        raise AssertionError("this host was read")
+
+    result = run_ladder(ladder, (None,), runner=Remote(), read_host=unread)
+    step = result.steps[0]
+    assert step.status is StepStatus.PASSED and step.settle is None
+    assert (step.host_before.load1, step.host_after.load1) == (0.5, 2.0)  # the report's
+
+
 def test_ladder_json_keys_are_the_published_contract():
     # A step that ran, one the gate stopped (a settle result naming what was missed) and
     # one not run: every kind of step entry the JSON holds.

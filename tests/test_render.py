@@ -14,7 +14,7 @@ from contract import (
 )
 from factories import GiB, MiB, make_report, timeout_report
 
-from tiered_run.model.report import Event, HostSummary, Outcome, TimelinePoint
+from tiered_run.model.report import Event, HostSummary, Outcome, RunReport, TimelinePoint
 from tiered_run.model.spec import Limits
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
@@ -313,3 +313,12 @@ def test_control_characters_from_the_command_do_not_reach_the_terminal():
     table = render_table(make_report(command=("sh", "-c", "exit 3", "\x1b[31mred")))
     assert "\x1b" not in table
     assert "\\x1b[31mred" in table
+
+
+def test_a_report_read_back_from_its_json_is_the_same_report():
+    """How reports written by tiered-run in a Slurm job are collected."""
+    report = make_report(
+        events=(Event(1.5, "memory", "high"),),
+        timeline=(TimelinePoint(0.25, 1 << 20, 3, 0.1, 0.5, None),),
+    )
+    assert RunReport.from_dict(json.loads(render_json(report))) == report

@@ -1,4 +1,4 @@
-"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`.
+"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `export`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, ladder, run
+from tiered_run.cli import calibrate, export, ladder, run
 
 
 class DefaultRunGroup(click.Group):
@@ -68,3 +68,4 @@ main.add_command(run.tiers)
 main.add_command(ladder.ladder)
 main.add_command(ladder.demo)
 main.add_command(calibrate.calibrate)
+main.add_command(export.export)

@@ -18,8 +18,10 @@ from tiered_run.cli.options import (
     printed_events,
     report_option,
     run_options,
+    runner_for,
     stdout_or_error,
     verbose_option,
+    with_executor,
     write_report,
 )
 from tiered_run.errors import UsageError
@@ -31,6 +33,7 @@ from tiered_run.inputs.plan import RunOptions
 
 @click.command(context_settings={"allow_interspersed_args": False})
 @run_options
+@with_executor
 @click.option("--memory-start", type=SIZE, help="First memory ceiling, e.g. 12G.")
 @click.option("--memory-max", type=SIZE, help="Largest memory ceiling [the tier's].")
 @click.option("--memory-steps", type=SIZES, help="Memory ceilings to try, e.g. 12G,18G,20G.")
@@ -67,10 +70,13 @@ def calibrate(
     timeout_steps: tuple[float, ...] | None,
     factor: float,
     headroom: float,
+    executor: str,
+    partition: str | None,
     **options: Any,
 ) -> int:
     """Find the memory and time COMMAND needs: run it under escalating ceilings until it
-    passes, then print recommended ceilings as TOML for a tier.
+    passes, then print recommended ceilings as TOML for a tier. With --executor slurm
+    each attempt is a Slurm job, and the memory ceilings to try run at the same time.
 
     \b
     tiered-run calibrate --memory-steps 12G,18G,20G --timeout 15m -- python3 chat.py --test
@@ -89,6 +95,7 @@ def calibrate(
     config = load_config(machine, config_path)
     if verbose:
         print_progress(f"config: {config.source}")
+    runner = runner_for(executor, partition, config, print_progress)
     tier = config.tier(options["tier"])
     memory = schedule(
         "memory",
@@ -118,6 +125,7 @@ def calibrate(
             memory,
             timeout,
             headroom,
+            runner=runner,
             on_progress=print_progress,
             on_event=printer,
         )

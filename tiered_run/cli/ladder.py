@@ -13,6 +13,7 @@ from tiered_run.cli.options import (
     ladder_options,
     print_progress,
     printed_events,
+    runner_for,
     write_output,
     write_report,
 )
@@ -61,6 +62,8 @@ def _run_ladder(
     drop_caps: bool,
     quiet: bool,
     verbose: bool,
+    executor: str,
+    partition: str | None,
 ) -> int:
     from tiered_run.inputs.ladder_file import plan_ladder
     from tiered_run.render.json import render_dict_json
@@ -71,6 +74,7 @@ def _run_ladder(
     check_outputs(report_path, junit_path)
     machine = read_machine()
     config = load_config(machine, config_path)
+    runner = runner_for(executor, partition, config, None if quiet else print_progress)
     if no_new_privileges or drop_caps:
         steps = replace(
             steps,
@@ -87,11 +91,17 @@ def _run_ladder(
     specs = plan_ladder(steps, config, machine, backend, interval, allow_protected_cpus)
     if verbose:
         print_progress(f"config: {config.source}")
+    if runner is not None and steps.settle is not None and not quiet:
+        print_progress(
+            "[settle] is not applied with --executor slurm: it reads this machine, and Slurm "
+            "places the steps on its nodes; each step's report says how its node was"
+        )
     with printed_events(verbose) as printer:
         result = run_ladder(
             steps,
             specs,
             keep_going=keep_going,
+            runner=runner,
             on_progress=None if quiet else print_progress,
             on_event=printer,
         )

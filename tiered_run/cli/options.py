@@ -133,6 +133,41 @@ privilege_options = [
         help="Root workload: cannot change its cgroups or limits (drops CAP_SYS_ADMIN & co).",
     ),
 ]
+executor_options = [
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "slurm"]),
+        default="local",
+        show_default=True,
+        help="Where runs happen: here, or each as a Slurm job guarded by tiered-run inside.",
+    ),
+    click.option(
+        "--partition", metavar="NAME", help="With --executor slurm: the partition to use."
+    ),
+]
+
+
+def with_executor(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--executor and --partition, for the commands that run workloads."""
+    return _apply(executor_options, func)
+
+
+def runner_for(
+    executor: str, partition: str | None, config: Any, say: Callable[[str], None] | None
+) -> Any:
+    """The runner of --executor: None for runs here (the supervisor), a Slurm executor
+    that submits each run as a job; refused before anything runs where Slurm is missing."""
+    if executor == "local":
+        if partition is not None:
+            raise UsageError("--partition goes with --executor slurm; add it or drop --partition")
+        return None
+    from tiered_run.policy.tiers import protected_tiers
+    from tiered_run.workflows.slurm import SlurmExecutor, check_slurm
+
+    check_slurm()
+    return SlurmExecutor(protected_tiers(config.tiers), partition, say)
+
+
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, help="Print monitor events as they happen."
 )
@@ -159,6 +194,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `ladder` and `demo`."""
     options = [
+        *executor_options,
         config_option,
         *setting_options(Where.LADDER),
         allow_protected_option,

@@ -12,12 +12,15 @@ from tiered_run.cli.options import (
     config_option,
     given,
     junit_option,
+    print_progress,
     print_setup,
     printed_events,
     report_option,
     run_options,
+    runner_for,
     stdout_or_error,
     verbose_option,
+    with_executor,
     write_output,
     write_report,
 )
@@ -31,6 +34,7 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 @click.command(context_settings={"allow_interspersed_args": False})
 @run_options
+@with_executor
 @click.option("--log", metavar="FILE", help="Also write the output to FILE (or a FIFO, /dev/null).")
 @report_option
 @junit_option
@@ -47,9 +51,12 @@ def run(
     log: str | None,
     quiet: bool,
     verbose: bool,
+    executor: str,
+    partition: str | None,
     **options: Any,
 ) -> int:
-    """Run COMMAND (no shell, argv as given) under the tier's ceilings."""
+    """Run COMMAND (no shell, argv as given) under the tier's ceilings; with --executor
+    slurm, as a Slurm job with tiered-run guarding it there."""
     from tiered_run.engine.supervisor import run as supervise
     from tiered_run.render.json import render_json
     from tiered_run.render.junit import render_junit
@@ -58,12 +65,13 @@ def run(
     check_outputs(report_path, junit_path, log)
     machine = read_machine()
     config = load_config(machine, config_path)
+    runner = runner_for(executor, partition, config, None if quiet else print_progress)
     asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
     spec = plan_run(tuple(command), asked, config, machine)
     if verbose:
         print_setup(config.source, spec, asked.env)
     with printed_events(verbose) as printer:
-        report = supervise(spec, on_event=printer)
+        report = (runner or supervise)(spec, printer)
     with signals.finishing(report.exit_code):
         write_report(report_path, lambda: render_json(report))
         if junit_path:

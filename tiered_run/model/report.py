@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import signal as signal_module
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 # 2: one unit convention (`_bytes`, `_s`, `_pct` percentages), ended_at, hostname,
 # tiered_run_version, not_enforced; enforced_by_kernel lists only ceilings that are set.
@@ -123,3 +123,27 @@ class RunReport:
         if self.host is not None:
             data["host"]["protected_cpus"] = list(self.host.protected_cpus)
         return {"schema_version": SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RunReport:
+        """A report read back from its JSON (`to_dict`), as one written by another
+        tiered-run (a Slurm job's) is collected: keys this version does not know are left
+        out, and the ones it needs must be there (KeyError, TypeError otherwise)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["outcome"] = Outcome(data["outcome"])
+        for key in ("command", "cpus", "enforced_by_kernel", "warnings", "not_enforced"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])  # type: ignore[arg-type]
+        if values.get("cpus_seen") is not None:
+            values["cpus_seen"] = tuple(values["cpus_seen"])  # type: ignore[arg-type]
+        host = data.get("host")
+        if isinstance(host, dict):
+            host = {**host, "protected_cpus": tuple(host.get("protected_cpus", ()))}
+            values["host"] = HostSummary(**host)
+        values["events"] = tuple(Event(**event) for event in data.get("events", ()))  # type: ignore[union-attr]
+        values["timeline"] = tuple(
+            TimelinePoint(**point)
+            for point in data.get("timeline", ())  # type: ignore[union-attr]
+        )
+        return cls(**values)  # type: ignore[arg-type]

@@ -121,27 +121,43 @@ def calibrate(
         return plan_run(command, attempt, config, machine)
 
     plan(memory_steps[-1], timeout_steps[-1])  # refuse bad input before the first attempt
+    run_many = getattr(runner, "run_many", None)
     attempts: list[Attempt] = []
     m = t = 0
     while True:
-        spec = plan(memory_steps[m], timeout_steps[t])
-        limits = spec.limits
-        ceilings = _ceilings(limits.memory, limits.timeout)
-        say(f"attempt {len(attempts) + 1}: {ceilings}")
-        report = runner(spec, on_event)
-        attempts.append(Attempt(len(attempts) + 1, limits.memory, limits.timeout, report))
-        say(f"attempt {len(attempts)}: {report.outcome.value} (exit code {report.exit_code})")
-        if report.outcome is Outcome.EXITED and report.exit_code == 0:
-            rec = recommend(report, headroom)
-            message = f"passed at {ceilings} after {plural(len(attempts), 'attempt')}"
-            return _done(command, spec, CalibrationOutcome.CALIBRATED, 0, message, attempts, rec)
-        if report.outcome is Outcome.MEMORY and m + 1 < len(memory_steps):
-            m += 1
-            continue
-        if report.outcome is Outcome.TIMEOUT and t + 1 < len(timeout_steps):
-            t += 1
-            continue
-        return _done(command, spec, *_why(report, len(attempts)), attempts, None)
+        # The memory ceilings still to try at this timeout do not depend on each other: a
+        # runner that can run runs together (a Slurm executor) gets them at once, and the
+        # results are read in order as if one had followed the other. Elsewhere one runs
+        # at a time, as each result decides the next.
+        sizes = memory_steps[m:] if run_many is not None else memory_steps[m : m + 1]
+        batch = [plan(size, timeout_steps[t]) for size in sizes]
+        first = len(attempts) + 1
+        for index, spec in enumerate(batch, start=first):
+            say(f"attempt {index}: {_ceilings(spec.limits.memory, spec.limits.timeout)}")
+        reports = run_many(batch) if run_many is not None else iter([runner(batch[0], on_event)])
+        try:
+            for spec, report in zip(batch, reports, strict=False):
+                limits = spec.limits
+                ceilings = _ceilings(limits.memory, limits.timeout)
+                attempts.append(Attempt(len(attempts) + 1, limits.memory, limits.timeout, report))
+                n = len(attempts)
+                say(f"attempt {n}: {report.outcome.value} (exit code {report.exit_code})")
+                if report.outcome is Outcome.EXITED and report.exit_code == 0:
+                    rec = recommend(report, headroom)
+                    message = f"passed at {ceilings} after {plural(n, 'attempt')}"
+                    outcome = CalibrationOutcome.CALIBRATED
+                    return _done(command, spec, outcome, 0, message, attempts, rec)
+                if report.outcome is Outcome.MEMORY and m + 1 < len(memory_steps):
+                    m += 1
+                    continue  # the next of the batch, or a new batch of one
+                if report.outcome is Outcome.TIMEOUT and t + 1 < len(timeout_steps):
+                    t += 1
+                    break  # the rest of the batch had the shorter timeout
+                return _done(command, spec, *_why(report, n), attempts, None)
+        finally:
+            close = getattr(reports, "close", None)
+            if close is not None:
+                close()  # runs of the batch not needed any more are cancelled
 
 
 def _why(report: RunReport, n: int) -> tuple[CalibrationOutcome, int, str]:

@@ -108,13 +108,17 @@ def run_ladder(
     """Run the steps in order, each behind the gate; stop at the first failure unless
     keep_going. A host that does not settle, or an interruption, always stops the ladder.
 
+    A `runner` that runs steps elsewhere (`remote`, a Slurm executor) has no gate here: the
+    host before and after a step are the ones its report saw.
+
     The exit code is that of the first problem: a failing step's own code (EXIT_EXPECTATION if
     it exited 0 where a breach was expected), EXIT_UNHEALTHY for the gate, 128 + N for a
     signal N to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
     """
     if runner is None:
         from tiered_run.engine.supervisor import run as runner
-    read = read_host or HostReader().read
+    remote = getattr(runner, "remote", False)
+    read = read_host or (_no_host if remote else HostReader().read)
     sleep = sleep or _sleep_unless_signalled
     say = on_progress or (lambda _message: None)
     keep_going = keep_going or ladder.keep_going
@@ -127,9 +131,8 @@ def run_ladder(
             results.append(StepResult(step, StepStatus.NOT_RUN, reason=stopped))
             continue
         try:
-            settle = (
-                wait_until_settled(ladder.settle, read, clock, sleep) if ladder.settle else None
-            )
+            gate = ladder.settle if not remote else None
+            settle = wait_until_settled(gate, read, clock, sleep) if gate else None
         except _Signalled as stop:
             reason = f"interrupted by {stop.name} while waiting for the host to settle"
             results.append(StepResult(step, StepStatus.NOT_RUN, reason=reason))
@@ -137,7 +140,7 @@ def run_ladder(
             problems.append((LadderOutcome.INTERRUPTED, code, f"before {step.label}: {reason}"))
             stopped = "the ladder was interrupted"
             continue
-        before = settle.state if settle is not None else read()
+        before = settle.state if settle is not None else (None if remote else read())
         if settle is not None and not settle.settled:
             reason = settle.describe()
             results.append(StepResult(step, StepStatus.NOT_RUN, None, settle, before, None, reason))
@@ -150,7 +153,10 @@ def run_ladder(
         report = runner(spec, on_event)
         passed, reason = step_passed(step, report), _verdict(step, report)
         status = StepStatus.PASSED if passed else StepStatus.FAILED
-        results.append(StepResult(step, status, report, settle, before, read(), reason))
+        after = None if remote else read()
+        if remote and report.host is not None:
+            before, after = _hosts_seen(report)
+        results.append(StepResult(step, status, report, settle, before, after, reason))
         say(f"{step.label}: {status.value} - {reason}")
         if report.outcome is Outcome.INTERRUPTED:
             problems.append(
@@ -162,6 +168,18 @@ def run_ladder(
             problems.append((LadderOutcome.FAILED, code, f"{step.label} failed: {reason}"))
             stopped = None if keep_going else f"{step.label} failed"
     return _summary(ladder, results, problems, stopped is not None, clock() - start)
+
+
+def _no_host() -> HostState:
+    raise AssertionError("a remote runner's steps are not read on this host")
+
+
+def _hosts_seen(report: RunReport) -> tuple[HostState, HostState]:
+    """The host a remote step ran on, before and after, as its report saw it."""
+    host = report.host
+    assert host is not None
+    low = host.memory_available_min_bytes
+    return HostState(host.load1_start, low, {}), HostState(host.load1_end, low, {})
 
 
 class _Signalled(Exception):
