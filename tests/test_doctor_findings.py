@@ -282,6 +282,9 @@ def test_pure_v2_with_systemd_as_root_holds_everything():
     assert find(diagnosis, "backend.ceilings").severity is Severity.OK
     assert find(diagnosis, "systemd.session-scope").severity is Severity.OK
     assert diagnosis.tier is not None and diagnosis.tier.guarded
+    hows = {c.name: c.how for c in diagnosis.tier.ceilings}
+    assert hows["cpu_weight"] == "CPUWeight= on the run's scope"
+    assert hows["memory_high"] == "MemoryHigh= on the run's scope"
     assert diagnosis.exit_code == 0
 
 

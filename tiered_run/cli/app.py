@@ -1,4 +1,5 @@
-"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`.
+"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`,
+`doctor`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, ladder, run
+from tiered_run.cli import calibrate, doctor, ladder, run
 
 
 class DefaultRunGroup(click.Group):
@@ -60,6 +61,7 @@ def main() -> None:
     \b
     tiered-run --tier batch --timeout 8 --memory 2G -- python3 chat.py --test
     tiered-run tiers
+    tiered-run doctor
     """
 
 
@@ -68,3 +70,4 @@ main.add_command(run.tiers)
 main.add_command(ladder.ladder)
 main.add_command(ladder.demo)
 main.add_command(calibrate.calibrate)
+main.add_command(doctor.doctor)

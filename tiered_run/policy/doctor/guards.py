@@ -34,6 +34,7 @@ _SYSTEMD_PROPERTIES = {
     Capability.MEMORY_HIGH: "MemoryHigh=",
     Capability.TASKS_LIMIT: "TasksMax=",
 }
+_WEIGHTS = {"cpu_weight": "CPUWeight=", "io_weight": "IOWeight="}
 # Ceilings with no kernel capability: tiered-run holds them by design, nothing else could.
 _OWN = {
     "timeout": "tiered-run's timer: the ending signal to the whole tree, SIGKILL after kill_after",
@@ -50,6 +51,8 @@ def guard(
     if setting.only_by and backend.name not in setting.only_by:
         owners = ", ".join(sorted(setting.only_by))
         return Guard.NOT_APPLIED, f"only the {owners} backend applies it; {backend.name} does not"
+    if setting.only_by:  # systemd's CPUWeight= and IOWeight=, which it hands to the kernel
+        return Guard.KERNEL, f"{_WEIGHTS.get(setting.name, setting.key)} on the run's scope"
     if setting.kernel is None:
         return Guard.TIERED_RUN, _OWN.get(setting.name, "tiered-run")
     if setting.kernel in backend.capabilities:
