@@ -200,12 +200,19 @@ def test_processes_leave_kernel_threads_out(tmp_path):
 def test_container_engines_and_their_cgroup_drivers(tmp_path):
     proc, etc, usr = tmp_path / "proc", tmp_path / "etc", tmp_path / "usr"
     fake_process(
-        proc, 900, "dockerd", cpu=0, allowed="0-19", cgroup="/system.slice/docker.service",
+        proc,
+        900,
+        "dockerd",
+        cpu=0,
+        allowed="0-19",
+        cgroup="/system.slice/docker.service",
         argv=("-H", "fd://", "--exec-opt", "native.cgroupdriver=systemd"),
-    )  # fmt: skip
+    )
     fake_process(proc, 901, "containerd", cpu=1, allowed="0-19")
-    write(etc / "containerd/config.toml", "[plugins.cri.containerd.runtimes.runc.options]\n"
-          "SystemdCgroup = true\n")  # fmt: skip
+    write(
+        etc / "containerd/config.toml",
+        "[plugins.cri.containerd.runtimes.runc.options]\nSystemdCgroup = true\n",
+    )
     write(usr / "share/containers/containers.conf", '[engine]\ncgroup_manager = "systemd"\n')
     write(etc / "containers/containers.conf", '[engine]\ncgroup_manager = "cgroupfs"\n')
     bin_dir = tmp_path / "bin"
@@ -217,8 +224,11 @@ def test_container_engines_and_their_cgroup_drivers(tmp_path):
 
     docker, containerd, podman = engines
     assert (docker.name, docker.pid, docker.cgroup, docker.allowed[-1]) == (
-        "dockerd", 900, "/system.slice/docker.service", 19,
-    )  # fmt: skip
+        "dockerd",
+        900,
+        "/system.slice/docker.service",
+        19,
+    )
     assert (docker.cgroup_driver, docker.driver_source) == ("systemd", "dockerd --exec-opt")
     assert containerd.cgroup_driver == "systemd"
     assert (podman.pid, podman.cgroup_driver) == (None, "cgroupfs")  # the admin's file wins
