@@ -1,5 +1,5 @@
-"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`,
-`doctor`.
+"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `doctor`,
+`init`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, doctor, ladder, run
+from tiered_run.cli import calibrate, doctor, init, ladder, run
 
 
 class DefaultRunGroup(click.Group):
@@ -71,3 +71,4 @@ main.add_command(ladder.ladder)
 main.add_command(ladder.demo)
 main.add_command(calibrate.calibrate)
 main.add_command(doctor.doctor)
+main.add_command(init.init)

@@ -1,4 +1,5 @@
-"""The files tiered-run writes for the user: the output log, JSON reports, JUnit XML.
+"""The files tiered-run writes for the user: the output log, JSON reports, JUnit XML, and
+the tier configs `init` writes.
 
 tiered-run usually runs as root, so a path it is given may be a trap: a symlink another
 user planted (`/tmp/x.log -> /etc/important.conf`), a file another user created to read
