@@ -193,8 +193,8 @@ def backend_findings(facts: Facts) -> list[Finding]:
     hybrid = facts.cgroups.mode in ("v1", "hybrid")
     held: dict[Guard, list[str]] = {}
     for setting in kernel_ceilings():
-        how, _ = guard(setting, chosen, hybrid, facts.interval)
-        held.setdefault(how, []).append(setting.key)
+        held_by, _ = guard(setting, chosen, hybrid, facts.interval)
+        held.setdefault(held_by, []).append(setting.key)
     parts = [f"{g.value}: {', '.join(keys)}" for g, keys in held.items()]
     weak = [k for g, keys in held.items() if not g.guarded for k in keys]
     severity = Severity.OK
