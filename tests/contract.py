@@ -127,3 +127,35 @@ RECOMMENDATION_JSON_KEYS = {
     "headroom",
     "toml",
 }
+
+DOCTOR_JSON_KEYS = {"schema_version", "kind", "exit_code", "machine", "tier", "findings"}
+DOCTOR_MACHINE_JSON_KEYS = {
+    "kernel",
+    "cgroup_mode",
+    "pid1",
+    "systemd_version",
+    "session_scope",
+    "root",
+    "backend",
+    "backend_reason",
+    "guards",
+    "cpus_online",
+    "cpus_allowed",
+    "cpus_isolated",
+    "memory_total_bytes",
+    "swap_total_bytes",
+    "config",
+}
+DOCTOR_GUARDS_JSON_KEYS = {"cpus", "memory", "memory_high", "tasks_max", "cpu_weight", "io_weight"}
+DOCTOR_TIER_JSON_KEYS = {
+    "name",
+    "source",
+    "default",
+    "cpus",
+    "guarded",
+    "ceilings",
+    "blockers",
+    "notes",
+}
+DOCTOR_CEILING_JSON_KEYS = {"name", "key", "value", "shown", "guard", "how", "trouble", "guarded"}
+FINDING_JSON_KEYS = {"id", "area", "severity", "summary", "consequence", "remedy"}

@@ -101,7 +101,11 @@ class SystemdBackend(Backend):
             return Probe(False, "systemd-run is not installed")
         if os.geteuid() != 0:
             return Probe(False, "transient system scopes need root")
-        caps = CONTAINING | {Capability.MEMORY_HIGH, Capability.OOM_EVENTS, Capability.FREEZE}
+        caps = CONTAINING | {Capability.OOM_EVENTS, Capability.FREEZE}
+        # MemoryHigh= needs the unified hierarchy; on a hybrid machine the run's memory is a
+        # v1 group, which records its peak instead (what the created run reports too).
+        unified = not any(m.version == 1 for m in system_mounts())  # as a run decides it
+        caps |= {Capability.MEMORY_HIGH} if unified else {Capability.MEMORY_PEAK}
         return Probe(True, "systemd is PID 1: transient scope", frozenset(caps))
 
     def describe(self, reason: str) -> str:

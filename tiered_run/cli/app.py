@@ -1,4 +1,5 @@
-"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `export`.
+"""The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `doctor`,
+`init`, `export`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, export, ladder, run
+from tiered_run.cli import calibrate, doctor, export, init, ladder, run
 
 
 class DefaultRunGroup(click.Group):
@@ -60,6 +61,7 @@ def main() -> None:
     \b
     tiered-run --tier batch --timeout 8 --memory 2G -- python3 chat.py --test
     tiered-run tiers
+    tiered-run doctor
     """
 
 
@@ -69,3 +71,5 @@ main.add_command(ladder.ladder)
 main.add_command(ladder.demo)
 main.add_command(calibrate.calibrate)
 main.add_command(export.export)
+main.add_command(doctor.doctor)
+main.add_command(init.init)

@@ -1,4 +1,5 @@
-"""The files tiered-run writes for the user: the output log, JSON reports, JUnit XML.
+"""The files tiered-run writes for the user: the output log, JSON reports, JUnit XML, and
+the tier configs `init` writes.
 
 tiered-run usually runs as root, so a path it is given may be a trap: a symlink another
 user planted (`/tmp/x.log -> /etc/important.conf`), a file another user created to read
@@ -115,30 +116,112 @@ def open_log(path: Path) -> int:
         return _open_stream(target, "--log", path)
 
 
-def write_atomically(path: Path, text: str, option: str) -> None:
+def write_atomically(path: Path, text: str, option: str, mode: int | None = None) -> None:
     """Write a finished report under a temporary name in the same directory, then rename
     it over `path`: a reader sees the old report or the new one, never half of one.
 
     The directory is walked once and held; the temporary file is created, renamed and (on
     failure) removed relative to it, so none of it can be sent elsewhere by a directory on
-    the way being swapped for a symlink in between.
+    the way being swapped for a symlink in between. `mode`: the file's permissions (by
+    default the old file's, or what the umask gives a new one).
 
     Raises OSError when the file cannot take it (disk full, a FIFO's reader gone),
     UsageError when the path has become unsafe since it was checked.
     """
     with _opened(path, option) as target:
-        mode = 0o666 & ~_umask()
+        default = 0o666 & ~_umask()
         if target.stat is not None:
             _check_existing(path, option, OutputKind.REPORT, target.stat)
             if stat.S_ISFIFO(target.stat.st_mode):
                 _write_to_fifo(target, path, option, text)
                 return
             # The old report's permissions, never its set-id bits.
-            mode = stat.S_IMODE(target.stat.st_mode) & 0o777
-        _replace(target, text.encode("utf-8", errors="surrogateescape"), mode)
+            default = stat.S_IMODE(target.stat.st_mode) & 0o777
+        data = text.encode("utf-8", errors="surrogateescape")
+        _replace(target, data, default if mode is None else mode)
+
+
+def write_new(path: Path, text: str, option: str, mode: int = 0o644) -> None:
+    """Create `path` holding `text`, never replacing anything: the text goes to a temporary
+    file in the held directory, which is then hard-linked to its name (which fails if the
+    name exists, even one made a moment ago), so a reader never sees half of it.
+    FileExistsError when something is at `path`; on a filesystem without hard links the
+    file is created with O_EXCL and written in place."""
+    data = text.encode("utf-8", errors="surrogateescape")
+    with _opened(path, option) as target:
+        if target.stat is not None:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        directory = target.dir_fd
+        temporary = _temporary(target, data, mode)
+        try:
+            os.link(
+                temporary,
+                target.name,
+                src_dir_fd=directory,
+                dst_dir_fd=directory,
+                follow_symlinks=False,
+            )
+        except OSError as err:
+            if err.errno == errno.EEXIST:
+                raise
+            _create_in_place(target, data, mode)
+        finally:
+            os.unlink(temporary, dir_fd=directory)
+
+
+def _create_in_place(target: Opened, data: bytes, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(target.name, flags, 0o600, dir_fd=target.dir_fd)
+    try:
+        _write_all(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_directories(path: Path, option: str, mode: int = 0o755) -> None:
+    """Create the directory `path` and the directories above it that are missing, each made
+    in its parent as the careful walk (`safepath.open_parent`) found it, so a symlink
+    another user planted on the way is refused, not followed."""
+    text = os.path.abspath(os.fsdecode(path))
+    chain = [text]
+    while chain[-1] != "/":
+        chain.append(os.path.dirname(chain[-1]))
+    for directory in reversed(chain[:-1]):
+        try:
+            target = open_parent(directory)
+        except UnsafePath as err:
+            raise UsageError(f"{option} {path}: {err}; choose another path") from None
+        try:
+            if target.stat is None:
+                os.mkdir(target.name, mode, dir_fd=target.dir_fd)
+            elif not stat.S_ISDIR(target.stat.st_mode):
+                raise UsageError(f"{option} {path}: {directory} is not a directory")
+        except OSError as err:
+            raise UsageError(
+                f"{option} {path}: cannot create {directory} ({err.strerror})"
+            ) from err
+        finally:
+            os.close(target.dir_fd)
 
 
 def _replace(target: Opened, data: bytes, mode: int) -> None:
+    directory = target.dir_fd
+    temporary = _temporary(target, data, mode)
+    try:
+        os.rename(temporary, target.name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        try:
+            os.unlink(temporary, dir_fd=directory)
+        except OSError:
+            pass
+        raise
+
+
+def _temporary(target: Opened, data: bytes, mode: int) -> str:
+    """A new file holding `data` with `mode`, beside `target` in its held directory, synced
+    to disk: its name, for a rename or a link over `target`."""
     directory = target.dir_fd
     # The name shortened, so that the temporary name stays within NAME_MAX (255 bytes).
     stem = os.fsdecode(os.fsencode(target.name)[:64])
@@ -152,13 +235,13 @@ def _replace(target: Opened, data: bytes, mode: int) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(temporary, target.name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
         try:
             os.unlink(temporary, dir_fd=directory)
         except OSError:
             pass
         raise
+    return temporary
 
 
 def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str) -> None:

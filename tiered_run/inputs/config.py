@@ -13,6 +13,10 @@ from tiered_run.inputs.trust import read_toml
 from tiered_run.policy.tiers import TIER_KEYS, Tier, default_tiers
 
 DEFAULT_TIER = "batch"
+# Where configs are looked for (and where `tiered-run init` writes them).
+LOCAL_CONFIG = "tiered-run.toml"  # in the working directory
+USER_CONFIG = ".config/tiered-run/config.toml"  # in the home directory
+SYSTEM_CONFIG = Path("/etc/tiered-run/config.toml")
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,10 @@ def candidate_paths(cwd: Path, home: Path) -> list[tuple[Path, bool]]:
     if env := os.environ.get("TIERED_RUN_CONFIG"):
         paths.append((Path(env), False))
     paths += [
-        (cwd / "tiered-run.toml", False),
+        (cwd / LOCAL_CONFIG, False),
         (cwd / "pyproject.toml", True),
-        (home / ".config/tiered-run/config.toml", False),
-        (Path("/etc/tiered-run/config.toml"), False),
+        (home / USER_CONFIG, False),
+        (SYSTEM_CONFIG, False),
     ]
     return paths
 
