@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,9 @@ def test_the_exported_batch_script_passes_sbatch_and_runs(cluster, tmp_path):
     job = ran.stdout.strip().split(";")[0]
     report = json.loads(Path(tmp_path / f"tiered-run-{job}.json").read_text())
     assert report["outcome"] == "exited" and report["exit_code"] == 0
+    # The tier it ran in stays with the report, not as a temporary file on the node.
+    tier = tomllib.loads((tmp_path / f"tiered-run-{job}.toml").read_text())
+    assert tier["tiers"][report["tier"]]["memory"] == 100 << 20
     assert report["limits"]["memory_bytes"] == 100 << 20
     out = next(tmp_path.glob(f"slurm-{job}.out")).read_text()
     assert "from the job" in out

@@ -165,7 +165,9 @@ def batch_script(exported: Exported) -> str:
     )
     job = allocation(spec)
     name = f"tiered-run-{spec.tier}"
-    config = '"$(mktemp)"'
+    # Next to the report, where the user finds it with it: a temporary file would be left
+    # behind on the node, since the script hands its process to tiered-run (exec).
+    config = '"tiered-run-$SLURM_JOB_ID.toml"'
     report = "tiered-run-$SLURM_JOB_ID.json"
     argv = guarded_argv(("tiered-run",), spec, exported.env, "@CONFIG@", "@REPORT@")
     command = shlex.join(argv)
@@ -177,6 +179,7 @@ def batch_script(exported: Exported) -> str:
     lines += [
         "# tiered-run on the node guards the tree: CPUs "
         f"{format_cpus(spec.limits.cpus)}, every ceiling below, the report in {report}",
+        f"# the tier it runs in: {config.strip(chr(34))}",
         f"{TIER_FILE_VAR}={config}",
         f"cat > \"${TIER_FILE_VAR}\" <<'TIERED_RUN_TIER'",
         tier_config(spec, exported.protected).rstrip("\n"),
