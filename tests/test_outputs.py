@@ -18,7 +18,13 @@ import pytest
 from conftest import Result, run_cli
 
 from tiered_run.errors import UsageError
-from tiered_run.host.outputs import OutputKind, check_output, open_log, write_atomically
+from tiered_run.host.outputs import (
+    OutputKind,
+    check_output,
+    open_log,
+    write_atomically,
+    write_new,
+)
 
 NOBODY = pwd.getpwnam("nobody")
 OPTIONS = ("--log", "--report", "--junit")
@@ -480,3 +486,32 @@ def test_a_log_through_a_directory_swapped_for_a_symlink_stays_out_of_it(swappin
     assert written > 0
     assert (rootonly / "victim.conf").read_text() == "precious\n"
     assert sorted(p.name for p in rootonly.iterdir()) == ["victim.conf"]
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KiB tmpfs of the test's own: a disk that fills up (needs root to mount)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = os.system(f"mount -t tmpfs -o size=64k tiered-run-test {mount} 2>/dev/null")
+    if made != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
+    yield mount
+    assert os.system(f"umount {mount}") == 0
+
+
+def test_a_report_that_does_not_fit_leaves_the_old_one_and_no_half_file(small_fs):
+    report = small_fs / "r.json"
+    report.write_text("old\n")
+    with pytest.raises(OSError) as raised:
+        write_atomically(report, "x" * (1 << 20), "--report")
+    assert raised.value.errno == errno.ENOSPC
+    assert report.read_text() == "old\n"
+    assert [p.name for p in small_fs.iterdir()] == ["r.json"]
+
+
+def test_a_new_file_that_does_not_fit_is_not_left_half_written(small_fs):
+    with pytest.raises(OSError) as raised:
+        write_new(small_fs / "tiered-run.toml", "x" * (1 << 20), "init")
+    assert raised.value.errno == errno.ENOSPC
+    assert list(small_fs.iterdir()) == []

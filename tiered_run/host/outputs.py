@@ -164,20 +164,30 @@ def write_new(path: Path, text: str, option: str, mode: int = 0o644) -> None:
         except OSError as err:
             if err.errno == errno.EEXIST:
                 raise
-            _create_in_place(target, data, mode)
+            _write_new(target.name, directory, data, mode)
         finally:
             os.unlink(temporary, dir_fd=directory)
 
 
-def _create_in_place(target: Opened, data: bytes, mode: int) -> None:
+def _write_new(name: str, directory: int, data: bytes, mode: int) -> None:
+    """Make `name` in `directory` (it must not exist; made 0600 so that no one reads it
+    before `mode` is set), write `data`, set `mode` and sync it to disk. A file this made
+    and could not fill is removed again: no half-written file is left under any name."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(target.name, flags, 0o600, dir_fd=target.dir_fd)
+    fd = os.open(name, flags, 0o600, dir_fd=directory)
     try:
-        _write_all(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        try:
+            os.unlink(name, dir_fd=directory)
+        except OSError:
+            pass
+        raise
 
 
 def make_directories(path: Path, option: str, mode: int = 0o755) -> None:
@@ -226,21 +236,7 @@ def _temporary(target: Opened, data: bytes, mode: int) -> str:
     # The name shortened, so that the temporary name stays within NAME_MAX (255 bytes).
     stem = os.fsdecode(os.fsencode(target.name)[:64])
     temporary = f".{stem}.{os.urandom(4).hex()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, 0o600, dir_fd=directory)
-    try:
-        try:
-            _write_all(fd, data)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        try:
-            os.unlink(temporary, dir_fd=directory)
-        except OSError:
-            pass
-        raise
+    _write_new(temporary, directory, data, mode)
     return temporary
 
 
