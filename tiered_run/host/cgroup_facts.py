@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from tiered_run.backends.cgroupfs import Mount, parse_mountinfo, parse_proc_cgroup
+from tiered_run.host.kernel_files import read_int, read_text
 from tiered_run.inputs.units import parse_cpus
 from tiered_run.model.facts import CgroupFacts, CgroupMount, MemoryCeiling, OwnGroup, UnifiedGroup
 
@@ -115,19 +116,12 @@ def _owner(directory: Path | None) -> int | None:
         return None
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def _words(path: Path) -> tuple[str, ...]:
-    return tuple(sorted((_read(path) or "").split()))
+    return tuple(sorted((read_text(path) or "").split()))
 
 
 def _ints(path: Path) -> tuple[int, ...]:
-    return tuple(int(word) for word in (_read(path) or "").split() if word.isdigit())
+    return tuple(int(word) for word in (read_text(path) or "").split() if word.isdigit())
 
 
 def _ceilings(memory: OwnGroup | None, unified: UnifiedGroup | None) -> tuple[MemoryCeiling, ...]:
@@ -136,7 +130,7 @@ def _ceilings(memory: OwnGroup | None, unified: UnifiedGroup | None) -> tuple[Me
     found = []
     if memory is not None and memory.directory is not None:
         for directory, path in _upwards(Path(memory.directory), memory.path):
-            limit = _int(directory / "memory.limit_in_bytes")
+            limit = read_int(directory / "memory.limit_in_bytes")
             control = _keyed(directory / "memory.oom_control")
             found.append(
                 MemoryCeiling(
@@ -147,7 +141,7 @@ def _ceilings(memory: OwnGroup | None, unified: UnifiedGroup | None) -> tuple[Me
             )
     elif unified is not None and unified.directory is not None:
         for directory, path in _upwards(Path(unified.directory), unified.path):
-            text = (_read(directory / "memory.max") or "").strip()
+            text = (read_text(directory / "memory.max") or "").strip()
             if text.isdigit():
                 found.append(MemoryCeiling(path, int(text)))
     return tuple(found)
@@ -165,14 +159,9 @@ def _upwards(directory: Path, path: str) -> list[tuple[Path, str]]:
         directory = directory.parent
 
 
-def _int(path: Path) -> int | None:
-    text = (_read(path) or "").strip()
-    return int(text) if text.isdigit() else None
-
-
 def _keyed(path: Path) -> dict[str, int]:
     values = {}
-    for line in (_read(path) or "").splitlines():
+    for line in (read_text(path) or "").splitlines():
         key, _, value = line.partition(" ")
         if value.strip().isdigit():
             values[key] = int(value)
@@ -190,7 +179,7 @@ def _cpuset(v1: tuple[OwnGroup, ...], unified: UnifiedGroup | None) -> tuple[int
     if unified is not None and unified.directory is not None:
         candidates.append(Path(unified.directory) / "cpuset.cpus.effective")
     for path in candidates:
-        text = (_read(path) or "").strip()
+        text = (read_text(path) or "").strip()
         if text:
             try:
                 return parse_cpus(text)

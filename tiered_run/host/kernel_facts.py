@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tiered_run.host.kernel_files import read_int, read_text
 from tiered_run.inputs.units import parse_cpus
 from tiered_run.model.facts import CpuFacts, KernelFacts
 
@@ -18,15 +19,15 @@ def read_kernel_facts(proc_root: Path = Path("/proc")) -> KernelFacts:
     vm = proc_root / "sys/vm"
     psi, problem = _psi(proc_root)
     return KernelFacts(
-        release=(_read(proc_root / "sys/kernel/osrelease") or os.uname().release).strip(),
-        cmdline=(_read(proc_root / "cmdline") or "").strip(),
+        release=(read_text(proc_root / "sys/kernel/osrelease") or os.uname().release).strip(),
+        cmdline=(read_text(proc_root / "cmdline") or "").strip(),
         psi=psi,
         psi_problem=problem,
         swap_total=_swap_total(proc_root),
-        overcommit_memory=_int(vm / "overcommit_memory"),
-        overcommit_ratio=_int(vm / "overcommit_ratio"),
-        overcommit_kbytes=_int(vm / "overcommit_kbytes"),
-        panic_on_oom=_int(vm / "panic_on_oom"),
+        overcommit_memory=read_int(vm / "overcommit_memory"),
+        overcommit_ratio=read_int(vm / "overcommit_ratio"),
+        overcommit_kbytes=read_int(vm / "overcommit_kbytes"),
+        panic_on_oom=read_int(vm / "panic_on_oom"),
     )
 
 
@@ -37,15 +38,15 @@ def read_cpu_facts(
     kernel lists the isolated and nohz_full CPUs in sysfs; rcu_nocbs only on its command
     line."""
     cpu_dir = sys_root / "devices/system/cpu"
-    online = _cpus(_read(cpu_dir / "online")) or ()
+    online = _cpus(read_text(cpu_dir / "online")) or ()
     if allowed is None:
         allowed = tuple(sorted(os.sched_getaffinity(0)))
     params = kernel_parameters(cmdline)
     isolcpus = params.get("isolcpus", "")
-    isolated = _cpus(_read(cpu_dir / "isolated"))
+    isolated = _cpus(read_text(cpu_dir / "isolated"))
     if isolated is None:
         isolated = _cpus(",".join(p for p in isolcpus.split(",") if p[:1].isdigit())) or ()
-    nohz = _cpus(_read(cpu_dir / "nohz_full"))
+    nohz = _cpus(read_text(cpu_dir / "nohz_full"))
     if nohz is None:
         nohz = _cpus(params.get("nohz_full")) or ()
     return CpuFacts(
@@ -102,22 +103,7 @@ def _psi(proc_root: Path) -> tuple[tuple[str, ...], str | None]:
 
 
 def _swap_total(proc_root: Path) -> int | None:
-    for line in (_read(proc_root / "meminfo") or "").splitlines():
+    for line in (read_text(proc_root / "meminfo") or "").splitlines():
         if line.startswith("SwapTotal:"):
             return int(line.split()[1]) * 1024
     return None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _int(path: Path) -> int | None:
-    text = (_read(path) or "").strip()
-    try:
-        return int(text)
-    except ValueError:
-        return None
