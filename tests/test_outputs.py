@@ -515,3 +515,35 @@ def test_a_new_file_that_does_not_fit_is_not_left_half_written(small_fs):
         write_new(small_fs / "tiered-run.toml", "x" * (1 << 20), "init")
     assert raised.value.errno == errno.ENOSPC
     assert list(small_fs.iterdir()) == []
+
+
+# -- an output on a file the run reads ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "what"),
+    [
+        (["ladder", "l.toml"], "--report", "the ladder file"),
+        (["ladder", "link.toml"], "--junit", "the ladder file"),
+        (["run", "--log"], "--log", "the config"),
+        (["calibrate", "--memory-steps", "1G", "--report"], "--report", "the config"),
+    ],
+)
+def test_an_output_on_a_file_the_run_reads_is_refused(command, option, what, tmp_path):
+    """`ladder l.toml --report l.toml` used to replace the user's ladder with its report."""
+    marker = tmp_path / "started"
+    ladder = tmp_path / "l.toml"
+    ladder.write_text(f'[[step]]\nname = "one"\ncommand = "touch {marker}"\n')
+    (tmp_path / "link.toml").symlink_to("l.toml")
+    config = tmp_path / "tiered-run.toml"  # found in the working directory, not named
+    config.write_text('[tiers.batch]\ncpus = "0"\n')
+    before = {p.name: p.read_bytes() for p in (ladder, config)}
+    target = "l.toml" if what == "the ladder file" else "./tiered-run.toml"
+    args = [*command, target] if command[-1] == option else [*command, option, target]
+    if command[0] != "ladder":
+        args += ["--", "sh", "-c", f"touch {marker}"]
+    quiet = command[0] != "calibrate"  # calibrate has no -q
+    proc = run_cli(*args, command=None, report=False, quiet=quiet, text=True, cwd=tmp_path)
+    refused(proc, f"{option} {target} is {what}", "which this run reads")
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in (ladder, config)} == before

@@ -86,13 +86,13 @@ def calibrate(
     from tiered_run.render.json import render_dict_json
     from tiered_run.workflows.calibrate import calibrate as run_calibration
 
-    check_outputs(report_path)
     if not command:
         raise UsageError(
             "no command given; put it after --, e.g. tiered-run calibrate -- make test"
         )
     machine = read_machine()
     config = load_config(machine, config_path)
+    check_outputs(report_path, reads=[("the config", config.path)])
     if verbose:
         print_progress(f"config: {config.source}")
     runner = runner_for(executor, partition, config, print_progress)

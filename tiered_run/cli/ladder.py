@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def ladder(ladder_file: Path, keep_going: bool, **options: Any) -> int:
     """
     from tiered_run.inputs.ladder_file import load_ladder
 
-    return _run_ladder(load_ladder(ladder_file), keep_going, **options)
+    steps = load_ladder(ladder_file)
+    return _run_ladder(steps, keep_going, reads=[("the ladder file", ladder_file)], **options)
 
 
 @click.command()
@@ -64,6 +66,7 @@ def _run_ladder(
     verbose: bool,
     executor: str,
     partition: str | None,
+    reads: Sequence[tuple[str, Path]] = (),
 ) -> int:
     from tiered_run.inputs.ladder_file import plan_ladder
     from tiered_run.render.json import render_dict_json
@@ -71,9 +74,9 @@ def _run_ladder(
     from tiered_run.render.ladder import ladder_headline, render_ladder_table
     from tiered_run.workflows.ladder import run_ladder
 
-    check_outputs(report_path, junit_path)
     machine = read_machine()
     config = load_config(machine, config_path)
+    check_outputs(report_path, junit_path, reads=[*reads, ("the config", config.path)])
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     if no_new_privileges or drop_caps:
         steps = replace(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -208,14 +208,19 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def check_outputs(
-    report_path: str | None, junit_path: str | None = None, log_path: str | None = None
+    report_path: str | None,
+    junit_path: str | None = None,
+    log_path: str | None = None,
+    reads: Sequence[tuple[str, str | Path | None]] = (),
 ) -> None:
-    """Check the --report, --junit and --log files before anything runs, each on its own
-    and then against each other: on one file, one would replace the other."""
+    """Check the --report, --junit and --log files before anything runs, each on its own,
+    against each other (on one file, one would replace the other) and against the files
+    the run reads (`reads`: (what, path), e.g. ("the config", ...))."""
     check_output(report_path, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
-    check_distinct([("--log", log_path), ("--report", report_path), ("--junit", junit_path)])
+    outputs = [("--log", log_path), ("--report", report_path), ("--junit", junit_path)]
+    check_distinct(outputs, reads)
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:

@@ -62,9 +62,9 @@ def run(
     from tiered_run.render.junit import render_junit
     from tiered_run.render.run import headline, render_table
 
-    check_outputs(report_path, junit_path, log)
     machine = read_machine()
     config = load_config(machine, config_path)
+    check_outputs(report_path, junit_path, log, reads=[("the config", config.path)])
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
     spec = plan_run(tuple(command), asked, config, machine)

@@ -83,11 +83,27 @@ def check_output(
                 _held_fifos[key] = _open_fifo(target, option, path)
 
 
-def check_distinct(outputs: Iterable[tuple[str, str | Path | None]]) -> None:
+def check_distinct(
+    outputs: Iterable[tuple[str, str | Path | None]],
+    reads: Iterable[tuple[str, str | Path | None]] = (),
+) -> None:
     """Refuse two of (option, path) that name one file: the second would replace the first,
     or be mixed into it. Compared where they lead (the directory, as a device and inode,
     and the name), and by device and inode where the file exists, so that `r.json`,
-    `./r.json`, a symlink to it and a hard link of it are all the same file."""
+    `./r.json`, a symlink to it and a hard link of it are all the same file.
+
+    `reads` are (what, path) of the files the run reads (its config, a ladder file): an
+    output on one of them would replace what the user wrote with a report."""
+    outputs = list(outputs)
+    for what, path in reads:
+        read = _stat(path)
+        for option, out in outputs:
+            written = _stat(out)
+            if read is not None and written is not None and os.path.samestat(read, written):
+                raise UsageError(
+                    f"{option} {out} is {what} {path}, which this run reads; writing it would "
+                    f"replace what is there: give {option} a file of its own"
+                )
     seen: dict[tuple[object, ...], str] = {}
     for option, path in outputs:
         if path is None:
@@ -104,6 +120,13 @@ def check_distinct(outputs: Iterable[tuple[str, str | Path | None]]) -> None:
                     "replace the other; give each its own file"
                 )
         seen.update(dict.fromkeys(keys, f"{option} {path}"))
+
+
+def _stat(path: str | Path | None) -> os.stat_result | None:
+    try:
+        return os.stat(path) if path is not None else None
+    except OSError:
+        return None
 
 
 def open_log(path: Path) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tiered_run.errors import UsageError
@@ -24,6 +24,8 @@ class Config:
     tiers: dict[str, Tier]
     default_tier: str
     source: str
+    # The file it was read from (None for the built-in tiers): outputs must not replace it.
+    path: Path | None = None
 
     def tier(self, name: str | None) -> Tier:
         chosen = name or self.default_tier
@@ -64,7 +66,7 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
                 source=str(explicit),
                 key="--config",
             )
-        return parse_config(read_toml(explicit), machine, str(explicit))
+        return replace(parse_config(read_toml(explicit), machine, str(explicit)), path=explicit)
     if (env := os.environ.get("TIERED_RUN_CONFIG")) and not _is_file(Path(env)):
         raise UsageError(
             f"TIERED_RUN_CONFIG={env} does not exist or cannot be read; fix or unset it"
@@ -84,8 +86,8 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
             # A pyproject.toml without our section configures nothing; one with it is read
             # again, this time only if no other user could have written it.
             section = read_toml(path).get("tool", {}).get("tiered-run", {})
-            return parse_config(section, machine, where)
-        return parse_config(data, machine, str(path))
+            return replace(parse_config(section, machine, where), path=path)
+        return replace(parse_config(data, machine, str(path)), path=path)
     return Config(default_tiers(machine), DEFAULT_TIER, "built-in defaults")
 
 
