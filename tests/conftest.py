@@ -91,10 +91,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=marker.kwargs.get("reason", ROOT_REASON)))
 
 
+# What points tiered-run at the user's own files: their config, their history, the job
+# summary of the CI step the suite runs in.
+_USERS_OWN = (
+    "XDG_CONFIG_HOME",
+    "XDG_STATE_HOME",
+    "TIERED_RUN_CONFIG",
+    "TIERED_RUN_HISTORY",
+    "GITHUB_STEP_SUMMARY",
+)
+
+
 def _isolate(patch: pytest.MonkeyPatch, home: Path, cwd: Path) -> None:
     patch.setenv("HOME", str(home))
-    patch.delenv("XDG_CONFIG_HOME", raising=False)
-    patch.delenv("TIERED_RUN_CONFIG", raising=False)
+    for name in _USERS_OWN:
+        patch.delenv(name, raising=False)
     patch.chdir(cwd)
 
 
@@ -108,9 +119,10 @@ def isolated_suite(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch):
-    """No test sees the developer's own config: HOME is an empty directory of the test's,
-    XDG_CONFIG_HOME and TIERED_RUN_CONFIG are unset, and the working directory is the
-    test's tmp_path; in-process code and every subprocess (which inherits it) alike."""
+    """No test sees the developer's own files: HOME is an empty directory of the test's,
+    the variables that name their config, history or CI job summary are unset, and the
+    working directory is the test's tmp_path; in-process code and every subprocess (which
+    inherits it) alike."""
     _isolate(monkeypatch, tmp_path_factory.mktemp("home"), tmp_path)
 
 

@@ -13,7 +13,8 @@ import pytest
 
 import tiered_run.host.outputs as outputs
 from tiered_run.errors import UsageError
-from tiered_run.host.outputs import make_directories, write_atomically, write_new
+from tiered_run.host.outputs import write_atomically, write_new
+from tiered_run.host.safepath import make_directories
 
 NOBODY = pwd.getpwnam("nobody")
 

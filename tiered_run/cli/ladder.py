@@ -17,6 +17,7 @@ from tiered_run.cli.options import (
     runner_for,
     write_output,
     write_report,
+    write_summaries,
 )
 from tiered_run.host import signals, streams
 from tiered_run.host.machine import read_machine
@@ -60,6 +61,7 @@ def _run_ladder(
     allow_protected_cpus: bool,
     report_path: str | None,
     junit_path: str | None,
+    summary_path: str | None,
     no_new_privileges: bool,
     drop_caps: bool,
     quiet: bool,
@@ -72,11 +74,13 @@ def _run_ladder(
     from tiered_run.render.json import render_dict_json
     from tiered_run.render.junit import render_ladder_junit
     from tiered_run.render.ladder import ladder_headline, render_ladder_table
+    from tiered_run.render.markdown import render_ladder_markdown
     from tiered_run.workflows.ladder import run_ladder
 
     machine = read_machine()
     config = load_config(machine, config_path)
-    check_outputs(report_path, junit_path, reads=[*reads, ("the config", config.path)])
+    reads = [*reads, ("the config", config.path)]
+    check_outputs(report_path, junit_path, reads=reads, summary_path=summary_path)
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     if no_new_privileges or drop_caps:
         steps = replace(
@@ -112,6 +116,7 @@ def _run_ladder(
         write_report(report_path, lambda: render_dict_json(result.to_dict()))
         if junit_path:
             write_output(junit_path, lambda: render_ladder_junit(result), "--junit")
+        write_summaries(summary_path, lambda: render_ladder_markdown(result))
         if not quiet:
             streams.err(render_ladder_table(result))
         elif result.exit_code != 0:

@@ -5,6 +5,7 @@ every command parses, fails and reports alike."""
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,7 +17,13 @@ import click
 
 from tiered_run.errors import UsageError
 from tiered_run.host import streams
-from tiered_run.host.outputs import OutputKind, check_distinct, check_output, write_atomically
+from tiered_run.host.outputs import (
+    OutputKind,
+    append_text,
+    check_distinct,
+    check_output,
+    write_atomically,
+)
 from tiered_run.inputs.identity import LOGIN_NAMES
 from tiered_run.inputs.settings import SETTINGS, Setting, Where, shown
 from tiered_run.inputs.units import parse_duration, parse_size
@@ -121,6 +128,12 @@ report_option = click.option(
 junit_option = click.option(
     "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
+summary_option = click.option(
+    "--summary",
+    "summary_path",
+    metavar="FILE",
+    help="Write a Markdown summary to FILE (GITHUB_STEP_SUMMARY gets one anyway).",
+)
 privilege_options = [
     click.option(
         "--no-new-privileges",
@@ -200,6 +213,7 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
         allow_protected_option,
         report_option,
         junit_option,
+        summary_option,
         *privilege_options,
         click.option("-q", "--quiet", is_flag=True, help="No table, only a headline on failure."),
         verbose_option,
@@ -212,6 +226,7 @@ def check_outputs(
     junit_path: str | None = None,
     log_path: str | None = None,
     reads: Sequence[tuple[str, str | Path | None]] = (),
+    summary_path: str | None = None,
 ) -> None:
     """Check the --report, --junit and --log files before anything runs, each on its own,
     against each other (on one file, one would replace the other) and against the files
@@ -219,7 +234,9 @@ def check_outputs(
     check_output(report_path, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
+    check_output(summary_path, "--summary")
     outputs = [("--log", log_path), ("--report", report_path), ("--junit", junit_path)]
+    outputs.append(("--summary", summary_path))
     check_distinct(outputs, reads)
 
 
@@ -231,14 +248,29 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
         write_output(Path(report_path), render, "--report")
 
 
-def write_output(path: str | Path, render: Callable[[], str], option: str) -> None:
-    """Write one report file atomically; a failure is a warning, never a new exit code."""
+def write_output(
+    path: str | Path, render: Callable[[], str], option: str, append: bool = False
+) -> None:
+    """Write one report file atomically (or append to it); a failure is a warning, never a
+    new exit code."""
     try:
-        write_atomically(Path(path), render(), option)
+        if append:
+            append_text(path, render(), option)
+        else:
+            write_atomically(Path(path), render(), option)
     except OSError as err:
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
     except UsageError as err:
         streams.err(f"tiered-run: warning: not written: {err}")
+
+
+def write_summaries(summary_path: str | None, render: Callable[[], str]) -> None:
+    """The Markdown summary: to --summary FILE (replaced), and appended to the job summary
+    of a GitHub Actions step where `GITHUB_STEP_SUMMARY` names one."""
+    if summary_path:
+        write_output(summary_path, render, "--summary")
+    if step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        write_output(step_summary, render, "GITHUB_STEP_SUMMARY", append=True)
 
 
 @contextmanager

@@ -19,10 +19,12 @@ from tiered_run.cli.options import (
     run_options,
     runner_for,
     stdout_or_error,
+    summary_option,
     verbose_option,
     with_executor,
     write_output,
     write_report,
+    write_summaries,
 )
 from tiered_run.host import signals, streams
 from tiered_run.host.machine import read_machine
@@ -38,6 +40,7 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 @click.option("--log", metavar="FILE", help="Also write the output to FILE (or a FIFO, /dev/null).")
 @report_option
 @junit_option
+@summary_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="No summary table, only a one-line headline on failure."
 )
@@ -48,6 +51,7 @@ def run(
     config_path: Path | None,
     report_path: str | None,
     junit_path: str | None,
+    summary_path: str | None,
     log: str | None,
     quiet: bool,
     verbose: bool,
@@ -60,11 +64,13 @@ def run(
     from tiered_run.engine.supervisor import run as supervise
     from tiered_run.render.json import render_json
     from tiered_run.render.junit import render_junit
+    from tiered_run.render.markdown import render_run_markdown
     from tiered_run.render.run import headline, render_table
 
     machine = read_machine()
     config = load_config(machine, config_path)
-    check_outputs(report_path, junit_path, log, reads=[("the config", config.path)])
+    reads = [("the config", config.path)]
+    check_outputs(report_path, junit_path, log, reads, summary_path)
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
     spec = plan_run(tuple(command), asked, config, machine)
@@ -76,6 +82,7 @@ def run(
         write_report(report_path, lambda: render_json(report))
         if junit_path:
             write_output(junit_path, lambda: render_junit([report]), "--junit")
+        write_summaries(summary_path, lambda: render_run_markdown(report))
         if not quiet:
             streams.err(render_table(report))
         elif report.exit_code != 0:

@@ -129,6 +129,20 @@ def _stat(path: str | Path | None) -> os.stat_result | None:
         return None
 
 
+def append_text(path: str | Path, text: str, option: str) -> None:
+    """Append `text` to `path`, made if missing, as CI job summary files are written by each
+    step in turn (GitHub's `GITHUB_STEP_SUMMARY`). Checked like a log: our own regular
+    file, a FIFO or a device, no symlink followed where another user could plant one."""
+    with _opened(path, option) as target:
+        fd = _open_nonblocking(target, os.O_CREAT | os.O_APPEND, option, path)
+        try:
+            _check_existing(path, option, OutputKind.STREAM, os.fstat(fd))
+            os.set_blocking(fd, True)
+            _write_all(fd, text.encode("utf-8", errors="surrogateescape"))
+        finally:
+            os.close(fd)
+
+
 def open_log(path: Path) -> int:
     """A descriptor for `--log`, truncated if it is a regular file; refused (UsageError)
     when the path is unsafe or cannot be opened. Checked again here: the path may have
@@ -211,32 +225,6 @@ def _write_new(name: str, directory: int, data: bytes, mode: int) -> None:
         except OSError:
             pass
         raise
-
-
-def make_directories(path: Path, option: str, mode: int = 0o755) -> None:
-    """Create the directory `path` and the directories above it that are missing, each made
-    in its parent as the careful walk (`safepath.open_parent`) found it, so a symlink
-    another user planted on the way is refused, not followed."""
-    text = os.path.abspath(os.fsdecode(path))
-    chain = [text]
-    while chain[-1] != "/":
-        chain.append(os.path.dirname(chain[-1]))
-    for directory in reversed(chain[:-1]):
-        try:
-            target = open_parent(directory)
-        except UnsafePath as err:
-            raise UsageError(f"{option} {path}: {err}; choose another path") from None
-        try:
-            if target.stat is None:
-                os.mkdir(target.name, mode, dir_fd=target.dir_fd)
-            elif not stat.S_ISDIR(target.stat.st_mode):
-                raise UsageError(f"{option} {path}: {directory} is not a directory")
-        except OSError as err:
-            raise UsageError(
-                f"{option} {path}: cannot create {directory} ({err.strerror})"
-            ) from err
-        finally:
-            os.close(target.dir_fd)
 
 
 def _replace(target: Opened, data: bytes, mode: int) -> None:

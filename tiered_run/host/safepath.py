@@ -27,6 +27,9 @@ import pwd
 import stat
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
+
+from tiered_run.errors import UsageError
 
 _MAX_LINKS = 40  # the kernel's own limit (ELOOP)
 # A directory or entry held as a place, not opened for reading or writing: no permission
@@ -225,3 +228,29 @@ def ancestors(directory: str) -> list[str]:
     while chain[-1] != "/":
         chain.append(os.path.dirname(chain[-1]) or "/")
     return chain
+
+
+def make_directories(path: Path, option: str, mode: int = 0o755) -> None:
+    """Create the directory `path` and the directories above it that are missing, each made
+    in its parent as the careful walk (`safepath.open_parent`) found it, so a symlink
+    another user planted on the way is refused, not followed."""
+    text = os.path.abspath(os.fsdecode(path))
+    chain = [text]
+    while chain[-1] != "/":
+        chain.append(os.path.dirname(chain[-1]))
+    for directory in reversed(chain[:-1]):
+        try:
+            target = open_parent(directory)
+        except UnsafePath as err:
+            raise UsageError(f"{option} {path}: {err}; choose another path") from None
+        try:
+            if target.stat is None:
+                os.mkdir(target.name, mode, dir_fd=target.dir_fd)
+            elif not stat.S_ISDIR(target.stat.st_mode):
+                raise UsageError(f"{option} {path}: {directory} is not a directory")
+        except OSError as err:
+            raise UsageError(
+                f"{option} {path}: cannot create {directory} ({err.strerror})"
+            ) from err
+        finally:
+            os.close(target.dir_fd)

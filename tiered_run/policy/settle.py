@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tiered_run.inputs.units import format_size
 from tiered_run.model.host import HostState
@@ -91,6 +92,15 @@ class SettleResult:
         missing = "; ".join(miss.describe() for miss in self.misses)
         return f"host did not settle within {self.waited_s:.0f} s: {missing}"
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], state: HostState) -> SettleResult:
+        """The gate's result read back from a ladder report (`to_dict`, which does not keep
+        the last state: the step's host before it is that state)."""
+        misses = tuple(
+            Miss(m["key"], m["value"], m["limit"], m.get("resource")) for m in data["missed"]
+        )
+        return cls(data["settled"], data["waited_s"], data["samples"], state, misses)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "settled": self.settled,
@@ -124,6 +134,13 @@ def wait_until_settled(
         if now >= deadline:
             return SettleResult(False, now - start, samples, state, tuple(misses))
         sleep(min(thresholds.interval, deadline - now))
+
+
+def host_from_dict(data: dict[str, Any] | None) -> HostState | None:
+    """A HostState read back from `host_dict`."""
+    if data is None:
+        return None
+    return HostState(data["load1"], data["memory_available_bytes"], dict(data["pressure_pct"]))
 
 
 def host_dict(state: HostState | None) -> dict[str, object] | None:

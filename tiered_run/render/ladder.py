@@ -10,7 +10,7 @@ from tiered_run.render.run import peak_of, tasks_cell
 from tiered_run.render.text import for_terminal, one_line, truncate
 
 if TYPE_CHECKING:
-    from tiered_run.workflows.ladder import LadderReport
+    from tiered_run.workflows.ladder import LadderReport, StepResult
 
 
 def render_ladder_table(ladder: LadderReport) -> str:
@@ -19,36 +19,47 @@ def render_ladder_table(ladder: LadderReport) -> str:
     from tabulate import tabulate
 
     show_expect = any(r.step.expect is not Outcome.EXITED for r in ladder.steps)
-    rows, notes = [], []
-    for result in ladder.steps:
-        report, step = result.report, result.step
-        before, after = result.host_before, result.host_after
-        rows.append(
-            [
-                step.index,
-                truncate(step.name, 28),
-                *([step.expect.value] if show_expect else []),
-                result.status.value.replace("_", " "),
-                "-" if report is None else f"{report.outcome.value} ({report.exit_code})",
-                "-" if report is None else format_duration(report.wall_s),
-                "-" if report is None else peak_of(report),
-                "-" if report is None else tasks_cell(report).replace(" of ", " / "),
-                "-" if report is None else report.leftover_killed,
-                "-"
-                if before is None or after is None
-                else f"{before.load1:.2f} -> {after.load1:.2f}",
-            ]
-        )
-        notable = step.expect is not Outcome.EXITED or (report and report.leftover_killed)
-        if result.reason and (result.status.value != "passed" or notable):
-            notes.append(f"  {step.label}: {one_line(result.reason)}")
-    headers = ["#", "step", *(["expect"] if show_expect else []), "result", "outcome", "wall"]
-    headers += ["peak memory", "peak tasks", "leftovers", "host load"]
-    lines = [tabulate(rows, headers=headers, disable_numparse=True)]
+    rows = [step_row(result, show_expect) for result in ladder.steps]
+    notes = [f"  {note}" for note in step_notes(ladder)]
+    lines = [tabulate(rows, headers=step_headers(show_expect), disable_numparse=True)]
     if notes:
         lines += ["", *notes]
     lines += ["", ladder_headline(ladder)]
     return for_terminal("\n".join(lines) + "\n")
+
+
+def step_headers(show_expect: bool) -> list[str]:
+    headers = ["#", "step", *(["expect"] if show_expect else []), "result", "outcome", "wall"]
+    return [*headers, "peak memory", "peak tasks", "leftovers", "host load"]
+
+
+def step_row(result: StepResult, show_expect: bool) -> list[object]:
+    """A step's cells under `step_headers`: what it did, and what it did to the host."""
+    report, step = result.report, result.step
+    before, after = result.host_before, result.host_after
+    return [
+        step.index,
+        truncate(step.name, 28),
+        *([step.expect.value] if show_expect else []),
+        result.status.value.replace("_", " "),
+        "-" if report is None else f"{report.outcome.value} ({report.exit_code})",
+        "-" if report is None else format_duration(report.wall_s),
+        "-" if report is None else peak_of(report),
+        "-" if report is None else tasks_cell(report).replace(" of ", " / "),
+        "-" if report is None else report.leftover_killed,
+        "-" if before is None or after is None else f"{before.load1:.2f} -> {after.load1:.2f}",
+    ]
+
+
+def step_notes(ladder: LadderReport) -> list[str]:
+    """Why steps failed or did not run, and what a passing step did that is worth a word."""
+    notes = []
+    for result in ladder.steps:
+        step, report = result.step, result.report
+        notable = step.expect is not Outcome.EXITED or (report and report.leftover_killed)
+        if result.reason and (result.status.value != "passed" or notable):
+            notes.append(f"{step.label}: {one_line(result.reason)}")
+    return notes
 
 
 def ladder_headline(ladder: LadderReport) -> str:

@@ -40,7 +40,7 @@ def render_table(report: RunReport) -> str:
     if never_started(report):
         return lines[0] + "\n"
     if report.outcome is not Outcome.ERROR:
-        rows = [(key, value) for key, value in _rows(report) if value is not None]
+        rows = report_rows(report)
         from tabulate import tabulate  # imported here: it costs start-up time of every run
 
         lines.append(tabulate(rows, tablefmt="plain", disable_numparse=True))
@@ -56,8 +56,13 @@ def render_table(report: RunReport) -> str:
     return for_terminal("\n".join(lines) + "\n")
 
 
+def report_rows(report: RunReport) -> list[tuple[str, str]]:
+    """The table's (key, value) rows, for the terminal and the Markdown summary alike. Rows
+    whose value is None are left out: they only matter when something happened."""
+    return [(key, value) for key, value in _rows(report) if value is not None]
+
+
 def _rows(report: RunReport) -> list[tuple[str, str | None]]:
-    """Rows whose value is None are left out: they only matter when something happened."""
     return [
         ("exit code", _exit_code(report)),
         ("command", truncate(shlex.join(report.command), COMMAND_WIDTH)),

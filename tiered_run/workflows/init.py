@@ -13,7 +13,8 @@ from tiered_run.backends import choose
 from tiered_run.errors import UsageError
 from tiered_run.host.cgroup_facts import read_cgroup_facts
 from tiered_run.host.machine import read_machine
-from tiered_run.host.outputs import make_directories, write_atomically, write_new
+from tiered_run.host.outputs import write_atomically, write_new
+from tiered_run.host.safepath import make_directories
 from tiered_run.inputs.config import LOCAL_CONFIG, SYSTEM_CONFIG, USER_CONFIG, candidate_paths
 from tiered_run.inputs.trust import file_problem, open_trusted, path_problem
 from tiered_run.inputs.units import format_cpus, format_size

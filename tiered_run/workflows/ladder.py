@@ -9,15 +9,17 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tiered_run.host import signals
 from tiered_run.host.machine import HostReader
 from tiered_run.inputs.ladder_file import Ladder, Step
+from tiered_run.inputs.plan import RunOptions
 from tiered_run.model.host import HostState
 from tiered_run.model.report import Event, Outcome, RunReport, signal_name
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_UNHEALTHY, signal_exit
-from tiered_run.policy.settle import SettleResult, host_dict, wait_until_settled
+from tiered_run.policy.settle import SettleResult, host_dict, host_from_dict, wait_until_settled
 
 LADDER_SCHEMA_VERSION = 2
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
@@ -61,6 +63,26 @@ class StepResult:
             "report": None if self.report is None else self.report.to_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepResult:
+        """A step read back from a ladder report: what it ran and how it ended (the run
+        options it was planned with are not in the report, and not needed to show it)."""
+        step = Step(
+            data["index"], data["name"], tuple(data["command"]), RunOptions(),
+            Outcome(data["expect"]),
+        )  # fmt: skip
+        before = host_from_dict(data["host_before"])
+        settle = data["settle"]
+        return cls(
+            step,
+            StepStatus(data["status"]),
+            None if data["report"] is None else RunReport.from_dict(data["report"]),
+            None if settle is None or before is None else SettleResult.from_dict(settle, before),
+            before,
+            host_from_dict(data["host_after"]),
+            data["reason"],
+        )
+
 
 @dataclass(frozen=True)
 class LadderReport:
@@ -84,6 +106,20 @@ class LadderReport:
             "wall_s": round(self.wall_s, 3),
             "steps": [result.to_dict() for result in self.steps],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LadderReport:
+        """A ladder report read back from its JSON (`to_dict`), to show it again; KeyError,
+        TypeError or ValueError when it is not one."""
+        return cls(
+            data["name"],
+            data["source"],
+            LadderOutcome(data["outcome"]),
+            data["exit_code"],
+            data["message"],
+            data["wall_s"],
+            tuple(StepResult.from_dict(step) for step in data["steps"]),
+        )
 
 
 def step_passed(step: Step, report: RunReport) -> bool:
