@@ -14,6 +14,7 @@ from tiered_run.cli.options import (
     ladder_options,
     print_progress,
     printed_events,
+    recorded,
     runner_for,
     write_output,
     write_report,
@@ -62,6 +63,7 @@ def _run_ladder(
     report_path: str | None,
     junit_path: str | None,
     summary_path: str | None,
+    record_history: bool,
     no_new_privileges: bool,
     drop_caps: bool,
     quiet: bool,
@@ -113,6 +115,12 @@ def _run_ladder(
             on_event=printer,
         )
     with signals.finishing(result.exit_code):
+        if record_history or config.history:
+            steps_recorded = tuple(
+                replace(step, report=recorded(step.report, True)) if step.report else step
+                for step in result.steps
+            )
+            result = replace(result, steps=steps_recorded)
         write_report(report_path, lambda: render_dict_json(result.to_dict()))
         if junit_path:
             write_output(junit_path, lambda: render_ladder_junit(result), "--junit")

@@ -10,6 +10,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tiered_run.host.outputs import (
 from tiered_run.inputs.identity import LOGIN_NAMES
 from tiered_run.inputs.settings import SETTINGS, Setting, Where, shown
 from tiered_run.inputs.units import parse_duration, parse_size
-from tiered_run.model.report import Event
+from tiered_run.model.report import Event, RunReport
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_TOOL
 
@@ -128,6 +129,12 @@ report_option = click.option(
 junit_option = click.option(
     "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
+history_option = click.option(
+    "--history",
+    "record_history",
+    is_flag=True,
+    help="Record the run in the local history (tiered-run history shows the trend).",
+)
 summary_option = click.option(
     "--summary",
     "summary_path",
@@ -214,6 +221,7 @@ def ladder_options(func: Callable[..., Any]) -> Callable[..., Any]:
         report_option,
         junit_option,
         summary_option,
+        history_option,
         *privilege_options,
         click.option("-q", "--quiet", is_flag=True, help="No table, only a headline on failure."),
         verbose_option,
@@ -262,6 +270,20 @@ def write_output(
         streams.err(f"tiered-run: warning: {option} {path}: not written ({err.strerror})")
     except UsageError as err:
         streams.err(f"tiered-run: warning: not written: {err}")
+
+
+def recorded(report: RunReport, wanted: bool) -> RunReport:
+    """`report`, recorded in the local history if `wanted`: a history that cannot take it
+    adds a warning to the report, and the run's result stands."""
+    if not wanted:
+        return report
+    from tiered_run.host.history import record
+
+    warning = record(report)
+    if warning is None:
+        return report
+    streams.err(f"tiered-run: warning: {warning}")
+    return replace(report, warnings=(*report.warnings, warning))
 
 
 def write_summaries(summary_path: str | None, render: Callable[[], str]) -> None:

@@ -11,10 +11,12 @@ from tiered_run.cli.options import (
     check_outputs,
     config_option,
     given,
+    history_option,
     junit_option,
     print_progress,
     print_setup,
     printed_events,
+    recorded,
     report_option,
     run_options,
     runner_for,
@@ -41,6 +43,7 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 @report_option
 @junit_option
 @summary_option
+@history_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="No summary table, only a one-line headline on failure."
 )
@@ -52,6 +55,7 @@ def run(
     report_path: str | None,
     junit_path: str | None,
     summary_path: str | None,
+    record_history: bool,
     log: str | None,
     quiet: bool,
     verbose: bool,
@@ -79,6 +83,7 @@ def run(
     with printed_events(verbose) as printer:
         report = (runner or supervise)(spec, printer)
     with signals.finishing(report.exit_code):
+        report = recorded(report, record_history or config.history)
         write_report(report_path, lambda: render_json(report))
         if junit_path:
             write_output(junit_path, lambda: render_junit([report]), "--junit")

@@ -26,6 +26,8 @@ class Config:
     source: str
     # The file it was read from (None for the built-in tiers): outputs must not replace it.
     path: Path | None = None
+    # `history = true`: every run is recorded in the local history, as with --history.
+    history: bool = False
 
     def tier(self, name: str | None) -> Tier:
         chosen = name or self.default_tier
@@ -92,11 +94,11 @@ def load_config(machine: Machine, explicit: Path | None = None) -> Config:
 
 
 def parse_config(data: dict, machine: Machine, source: str) -> Config:
-    unknown = set(data) - {"tiers", "default_tier"}
+    unknown = set(data) - {"tiers", "default_tier", "history"}
     if unknown:
         key = sorted(unknown)[0]
         raise UsageError(
-            f"{source}: unknown key {key!r}; allowed: default_tier, [tiers.NAME]",
+            f"{source}: unknown key {key!r}; allowed: default_tier, history, [tiers.NAME]",
             source=source,
             key=key,
         )
@@ -129,7 +131,14 @@ def parse_config(data: dict, machine: Machine, source: str) -> Config:
             source=source,
             key="default_tier",
         )
-    return Config(tiers, default, source)
+    history = data.get("history", False)
+    if not isinstance(history, bool):
+        raise UsageError(
+            f"{source}: history must be true or false; got {history!r}",
+            source=source,
+            key="history",
+        )
+    return Config(tiers, default, source, history=history)
 
 
 def parse_tier(name: str, table: dict, source: str) -> Tier:
