@@ -161,3 +161,14 @@ def test_an_empty_history_says_how_to_fill_it(history):
     assert shown.returncode == 0
     assert "run with --history" in shown.stdout
     assert not os.path.exists(history)  # reading makes nothing
+
+
+def test_a_ladder_records_each_step_that_ran(history, tmp_path):
+    ladder = tmp_path / "l.toml"
+    steps = [("one", "true"), ("two", "false"), ("three", "true")]
+    ladder.write_text("".join(f'[[step]]\nname = "{n}"\ncommand = "{c}"\n\n' for n, c in steps))
+    result = run_cli(
+        str(ladder), "--backend", "plain", "--history", command="ladder", report=False, text=True
+    )
+    assert result.returncode == 1, result.stderr  # step two fails; three does not run
+    assert len(runs_of("true", 10, history)) == 1 and len(runs_of("false", 10, history)) == 1
