@@ -216,6 +216,15 @@ def wait_for(condition: Callable[[], object], within: float = 10.0, step: float 
     return bool(ok)
 
 
+def table_row(table: str, key: str) -> str | None:
+    """The value of `key` in the end-of-run table, whatever width the keys of that run
+    (a VM's table has rows this machine's has not) give its first column."""
+    for line in table.splitlines():
+        if line.startswith(key + "  ") or line == key:
+            return line[len(key) :].strip()
+    return None
+
+
 def written_pid(path: Path, within: float = 20.0) -> int:
     """The pid a workload writes to `path`, once it is there in full.
 

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ONLINE_CPUS, run_cli
+from conftest import ONLINE_CPUS, run_cli, table_row
 from factories import V1_CAPS, V2_CAPS, GiB
 
 from tiered_run.errors import UsageError
@@ -221,4 +221,4 @@ def test_the_user_s_command_works_as_written_after_init(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"cpus [{work}]"
-    assert "tier                aimgr" in result.stderr
+    assert table_row(result.stderr, "tier") == "aimgr"
