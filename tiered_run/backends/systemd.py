@@ -37,6 +37,7 @@ from tiered_run.backends.cgroupfs import (
 )
 from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.errors import BackendError
+from tiered_run.host.commands import ask
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
 from tiered_run.model.usage import CONTAINING, Capability, Usage
@@ -248,18 +249,8 @@ _VIEW_V1 = frozenset({"memory", "pids", "cpuacct", "cpuset", "freezer"})
 
 def _systemctl(*args: str) -> str | None:
     """systemctl's output, or None if it failed to run or did not answer in time."""
-    try:
-        done = subprocess.run(
-            ["systemctl", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=_SYSTEMCTL_WAIT_S,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout
+    done = ask(["systemctl", *args], _SYSTEMCTL_WAIT_S)
+    return None if done is None else done.stdout
 
 
 def _stop_stale_scopes(unified: Mount) -> list[str]:

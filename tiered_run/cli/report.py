@@ -33,17 +33,7 @@ def report(report_file: Path, fmt: str) -> int:
     \b
     tiered-run report run.json --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    data = _read(report_file)
-    if data.get("kind") == "ladder":
-        text = _ladder(data, report_file, fmt)
-    elif "run_id" in data:
-        text = _run(data, report_file, fmt)
-    else:
-        kind = data.get("kind", "unknown")
-        raise UsageError(
-            f"{report_file}: a {kind} report; `report` shows run and ladder reports "
-            "(written by --report)"
-        )
+    text = _shown(_read(report_file), report_file, fmt)
     streams.out(text)
     return stdout_or_error(0, "the report")
 
@@ -60,41 +50,37 @@ def _read(path: Path) -> dict:
     return data
 
 
-def _run(data: dict, path: Path, fmt: str) -> str:
+def _shown(data: dict, path: Path, fmt: str) -> str:
+    """The report in `data` (a run's or a ladder's, told apart as their writers wrote
+    them) in the format `fmt`."""
     from tiered_run.model.report import RunReport
-    from tiered_run.render.json import render_json
-    from tiered_run.render.junit import render_junit
-    from tiered_run.render.markdown import render_run_markdown
-    from tiered_run.render.run import render_table
-
-    try:
-        run = RunReport.from_dict(data)
-    except (KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a run report this version can read ({err!r})") from err
-    renderers = {
-        "table": render_table,
-        "markdown": render_run_markdown,
-        "junit": lambda r: render_junit([r]),
-        "json": render_json,
-    }
-    return renderers[fmt](run)
-
-
-def _ladder(data: dict, path: Path, fmt: str) -> str:
-    from tiered_run.render.json import render_dict_json
-    from tiered_run.render.junit import render_ladder_junit
-    from tiered_run.render.ladder import render_ladder_table
-    from tiered_run.render.markdown import render_ladder_markdown
+    from tiered_run.render import junit, ladder, markdown, run
+    from tiered_run.render.json import render_dict_json, render_json
     from tiered_run.workflows.ladder import LadderReport
 
+    if data.get("kind") == "ladder":
+        kind, read = "ladder", LadderReport.from_dict
+        renderers = {
+            "table": ladder.render_ladder_table,
+            "markdown": markdown.render_ladder_markdown,
+            "junit": junit.render_ladder_junit,
+            "json": lambda r: render_dict_json(r.to_dict()),
+        }
+    elif "run_id" in data:
+        kind, read = "run", RunReport.from_dict
+        renderers = {
+            "table": run.render_table,
+            "markdown": markdown.render_run_markdown,
+            "junit": lambda r: junit.render_junit([r]),
+            "json": render_json,
+        }
+    else:
+        raise UsageError(
+            f"{path}: a {data.get('kind', 'unknown')} report; `report` shows run and ladder "
+            "reports (written by --report)"
+        )
     try:
-        ladder = LadderReport.from_dict(data)
+        shown = read(data)
     except (KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a ladder report this version can read ({err!r})") from err
-    renderers = {
-        "table": render_ladder_table,
-        "markdown": render_ladder_markdown,
-        "junit": render_ladder_junit,
-        "json": lambda r: render_dict_json(r.to_dict()),
-    }
-    return renderers[fmt](ladder)
+        raise UsageError(f"{path}: not a {kind} report this version can read ({err!r})") from err
+    return renderers[fmt](shown)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tiered_run.backends.ownership import PREFIX
+from tiered_run.host.commands import ask
 from tiered_run.model.facts import SystemdFacts
 
 _CALL_WAIT_S = 20.0  # systemd under emulation can take seconds to answer
@@ -77,14 +78,4 @@ def _try_delegated_scope() -> tuple[bool, str]:
 
 
 def _call(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=_CALL_WAIT_S,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return ask(argv, _CALL_WAIT_S)

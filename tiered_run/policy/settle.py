@@ -104,7 +104,7 @@ class SettleResult:
     def to_dict(self) -> dict[str, object]:
         return {
             "settled": self.settled,
-            "waited_s": round(self.waited_s, 3),
+            "waited_s": self.waited_s,
             "samples": self.samples,
             "missed": [miss.to_dict() for miss in self.misses],
         }

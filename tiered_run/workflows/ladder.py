@@ -103,7 +103,7 @@ class LadderReport:
             "outcome": self.outcome.value,
             "exit_code": self.exit_code,
             "message": self.message,
-            "wall_s": round(self.wall_s, 3),
+            "wall_s": self.wall_s,  # unrounded, as in a run report: shown again, it reads the same
             "steps": [result.to_dict() for result in self.steps],
         }
 
