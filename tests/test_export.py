@@ -150,6 +150,7 @@ def test_the_slices_pass_systemd_analyze_verify(tmp_path):
     config = tmp_path / "tiers.toml"
     config.write_text('[tiers.system]\ncpus = "0"\nprotected = true\n' + TIER)
     out = tmp_path / "units"
+    out.mkdir()
     result = run_cli(
         "--format", "systemd", "--slices", "--config", str(config), "--dir", str(out),
         command="export", report=False, text=True, in_process=True,
@@ -174,6 +175,58 @@ def test_the_slices_pass_systemd_analyze_verify(tmp_path):
         "tiered-user.slice", "tiered-batch.slice", "tiered-work.slice",
     ]  # fmt: skip
     assert sections[0].split(" <==\n", 1)[1].strip() == drop_in.strip()
+
+
+def _slices_to(directory: Path, tmp_path: Path):
+    config = tmp_path / "tiers.toml"
+    config.write_text('[tiers.system]\ncpus = "0"\nprotected = true\n' + TIER)
+    return run_cli(
+        "--format", "systemd", "--slices", "--config", str(config), "--dir", str(directory),
+        command="export", report=False, text=True,
+    )  # fmt: skip
+
+
+def _refused(result, needle: str) -> None:
+    assert result.returncode == 125, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_slices_replace_an_earlier_export_but_not_a_hand_written_unit(tmp_path):
+    out = tmp_path / "units"
+    out.mkdir()
+    assert _slices_to(out, tmp_path).returncode == 0
+    first = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    assert _slices_to(out, tmp_path).returncode == 0  # its own files: replaced
+    assert {p: p.read_text() for p in out.rglob("*") if p.is_file()} == first
+    mine = out / "tiered-batch.slice"
+    mine.write_text("[Slice]\nCPUWeight=1\n")  # edited by hand
+    (out / "user.slice.d/50-tiered-run.conf").unlink()
+    _refused(_slices_to(out, tmp_path), "no export wrote it")
+    assert mine.read_text() == "[Slice]\nCPUWeight=1\n"
+    assert not (out / "user.slice.d/50-tiered-run.conf").exists()  # nothing written
+
+
+def test_slices_need_an_existing_directory(tmp_path):
+    _refused(_slices_to(tmp_path / "no" / "such", tmp_path), "no such directory")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the attack is on a root tiered-run")
+def test_slices_do_not_follow_a_symlink_another_user_planted(tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    out = tmp_path / "units"
+    out.mkdir()
+    os.chown(out, nobody.pw_uid, nobody.pw_gid)
+    victim = tmp_path / "victim"
+    victim.write_text("root's\n")
+    victim.chmod(0o600)
+    link = out / "tiered-user.slice"
+    link.symlink_to(victim)
+    os.lchown(link, nobody.pw_uid, nobody.pw_gid)
+    _refused(_slices_to(out, tmp_path), "not followed")
+    assert victim.read_text() == "root's\n"
+    assert sorted(p.name for p in out.iterdir()) == ["tiered-user.slice"]
 
 
 # -- docker and compose --------------------------------------------------------------------

@@ -3,6 +3,7 @@ for the whole machine (`--slices`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -11,6 +12,9 @@ from tiered_run.export.sheet import Exported, Sheet, whole_seconds
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.host import Machine
 from tiered_run.policy.tiers import Tier, memory_reserve
+
+# The header that says a slice file is an earlier export's, which another may replace.
+_EXPORTED = "by tiered-run export --format systemd --slices"
 
 # The protections the host keeps against the tiers (the user story's system side).
 HOST_CPU_WEIGHT = 800
@@ -92,7 +96,7 @@ def slice_files(tiers: dict[str, Tier], machine: Machine, source: str) -> list[t
     ceilings = [tier.memory for tier in workloads if tier.memory]
     low = machine.memory_total - max(ceilings) if ceilings else memory_reserve(machine)
     low = max(low, 0)
-    head = f"# from {source}, by tiered-run export --format systemd --slices\n"
+    head = f"# from {source}, {_EXPORTED}\n"
     host = ["[Slice]"]
     if protected:
         host.append(f"AllowedCPUs={format_cpus(protected)}")
@@ -118,11 +122,44 @@ def slice_files(tiers: dict[str, Tier], machine: Machine, source: str) -> list[t
 
 
 def write_files(files: list[tuple[str, str]], directory: Path) -> list[Path]:
-    """Write the slice files below `directory` (e.g. /etc/systemd/system)."""
-    written = []
-    for relative, text in files:
-        path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    return written
+    """Write the slice files below `directory` (e.g. /etc/systemd/system), which must
+    exist: a mistyped directory is not made from the root down. Every file is checked
+    before any is written. A file there already is replaced only if an earlier export
+    wrote it (its header says so): a hand-written unit is not lost. Files are written as
+    reports are (`host.outputs`): a symlink another user planted is not followed, a file
+    of another user not replaced, and a reader never sees half a file.
+    UsageError when a file cannot or must not be written."""
+    from tiered_run.errors import UsageError
+    from tiered_run.host.outputs import check_output, write_atomically, write_new
+    from tiered_run.host.safepath import make_directories
+
+    if not directory.is_dir():
+        raise UsageError(
+            f"--dir {directory}: no such directory; give an existing one, e.g. "
+            "--dir /etc/systemd/system"
+        )
+    targets = [(directory / relative, text) for relative, text in files]
+    for path, _ in targets:
+        if os.path.lexists(path):
+            check_output(path, "--dir")
+            if _EXPORTED not in _first_line(path):
+                raise UsageError(
+                    f"--dir {directory}: {path} is there and no export wrote it; move it "
+                    "away (or merge it by hand with what --slices prints)"
+                )
+    for path, text in targets:
+        make_directories(path.parent, "--dir")
+        if os.path.lexists(path):
+            write_atomically(path, text, "--dir", 0o644)
+        else:
+            write_new(path, text, "--dir", 0o644)
+    return [path for path, _ in targets]
+
+
+def _first_line(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as file:
+        return file.readline(4096).decode("utf-8", "replace")
