@@ -175,3 +175,23 @@ def test_the_summary_is_the_table_of_the_terminal():
     for key, value in rows:
         assert f"| {key} | {value} |" in markdown, key
     assert all(value in render_table(report) for _, value in rows)
+
+
+@pytest.mark.parametrize("clash", ["tiered-run.toml", "--report", "--log", "--summary"])
+def test_the_job_summary_is_never_appended_to_an_input_or_an_output(clash, tmp_path):
+    """GITHUB_STEP_SUMMARY pointed at the config made it invalid TOML for every later run."""
+    config = tmp_path / "tiered-run.toml"
+    config.write_text('[tiers.batch]\ncpus = "0"\n')
+    target = tmp_path / ("tiered-run.toml" if clash == "tiered-run.toml" else "out")
+    before = target.read_bytes() if target.exists() else None
+    outputs = [] if clash == "tiered-run.toml" else [clash, "out"]
+    marker = tmp_path / "started"
+    result = run_cli(
+        "--backend", "plain", *outputs, "--", "touch", str(marker),
+        env={"GITHUB_STEP_SUMMARY": str(target)}, report=False, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 125, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "GITHUB_STEP_SUMMARY" in line
+    assert not marker.exists()
+    assert (target.read_bytes() if target.exists() else None) == before

@@ -32,6 +32,8 @@ from tiered_run.model.report import Event, RunReport
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_TOOL
 
+# GitHub Actions names the job summary file of the step in this variable.
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -245,7 +247,9 @@ def check_outputs(
     check_output(summary_path, "--summary")
     outputs = [("--log", log_path), ("--report", report_path), ("--junit", junit_path)]
     outputs.append(("--summary", summary_path))
-    check_distinct(outputs, reads)
+    # The CI job's summary file, appended to at the end: never onto an input or an output.
+    outputs.append((STEP_SUMMARY, os.environ.get(STEP_SUMMARY) or None))
+    check_distinct(outputs, reads, lenient={STEP_SUMMARY})
 
 
 def write_report(report_path: str | None, render: Callable[[], str]) -> None:
@@ -291,8 +295,8 @@ def write_summaries(summary_path: str | None, render: Callable[[], str]) -> None
     of a GitHub Actions step where `GITHUB_STEP_SUMMARY` names one."""
     if summary_path:
         write_output(summary_path, render, "--summary")
-    if step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
-        write_output(step_summary, render, "GITHUB_STEP_SUMMARY", append=True)
+    if step_summary := os.environ.get(STEP_SUMMARY):
+        write_output(step_summary, render, STEP_SUMMARY, append=True)
 
 
 @contextmanager

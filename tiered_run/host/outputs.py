@@ -25,7 +25,7 @@ import enum
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,6 +86,7 @@ def check_output(
 def check_distinct(
     outputs: Iterable[tuple[str, str | Path | None]],
     reads: Iterable[tuple[str, str | Path | None]] = (),
+    lenient: Collection[str] = (),
 ) -> None:
     """Refuse two of (option, path) that name one file: the second would replace the first,
     or be mixed into it. Compared where they lead (the directory, as a device and inode,
@@ -93,7 +94,9 @@ def check_distinct(
     `./r.json`, a symlink to it and a hard link of it are all the same file.
 
     `reads` are (what, path) of the files the run reads (its config, a ladder file): an
-    output on one of them would replace what the user wrote with a report."""
+    output on one of them would replace what the user wrote with a report. An output in
+    `lenient` (one the environment names, such as GITHUB_STEP_SUMMARY) that cannot be
+    written at all is left to fail, as a warning, when it is written."""
     outputs = list(outputs)
     for what, path in reads:
         read = _stat(path)
@@ -108,11 +111,16 @@ def check_distinct(
     for option, path in outputs:
         if path is None:
             continue
-        with _opened(path, option) as target:
-            directory = os.fstat(target.dir_fd)
-            keys: list[tuple[object, ...]] = [(directory.st_dev, directory.st_ino, target.name)]
-            if target.stat is not None:
-                keys.append((target.stat.st_dev, target.stat.st_ino))
+        try:
+            with _opened(path, option) as target:
+                directory = os.fstat(target.dir_fd)
+                keys: list[tuple[object, ...]] = [(directory.st_dev, directory.st_ino, target.name)]
+                if target.stat is not None:
+                    keys.append((target.stat.st_dev, target.stat.st_ino))
+        except UsageError:
+            if option in lenient:
+                continue  # written at the end or not at all, with a warning then
+            raise
         for key in keys:
             if key in seen:
                 raise UsageError(
