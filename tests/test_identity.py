@@ -102,7 +102,7 @@ def test_empty_user_on_the_command_line_is_refused(tmp_path):
     marker = tmp_path / "started"
     proc = tiered_run("--user", "", "--", "touch", str(marker), cwd=tmp_path)
     assert proc.returncode == 125
-    assert proc.stderr.count("\n") == 1 and "empty user name" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "--user: empty value" in proc.stderr
     assert not marker.exists()
 
 

@@ -222,3 +222,14 @@ def test_the_user_s_command_works_as_written_after_init(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"cpus [{work}]"
     assert table_row(result.stderr, "tier") == "aimgr"
+
+
+def test_a_symlink_at_the_config_s_place_is_not_written_through(tmp_path):
+    """A dangling symlink counted as no file: init said it wrote ./tiered-run.toml and
+    made the file wherever the link pointed."""
+    elsewhere = tmp_path / "elsewhere.toml"
+    (tmp_path / "tiered-run.toml").symlink_to(elsewhere)
+    result = init()
+    assert result.returncode == 125 and "never overwrites" in result.stderr
+    assert not elsewhere.exists()
+    assert (tmp_path / "tiered-run.toml").is_symlink()

@@ -143,9 +143,9 @@ def test_a_log_hard_linked_to_another_file_is_refused(tmp_path, victim):
 @pytest.mark.parametrize(
     ("option", "path", "needle"),
     [
-        ("--report", "", "empty file name"),
-        ("--junit", "", "empty file name"),
-        ("--log", "", "empty file name"),
+        ("--report", "", "empty value"),
+        ("--junit", "", "empty value"),
+        ("--log", "", "empty value"),
         ("--report", ".", "is a directory"),
         ("--log", ".", "is a directory"),
         ("--report", "missing/r.json", "does not exist"),

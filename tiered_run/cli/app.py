@@ -11,6 +11,7 @@ import click
 
 from tiered_run import __version__
 from tiered_run.cli import calibrate, doctor, export, history, init, ladder, report, run
+from tiered_run.cli.line import check_line
 
 
 class DefaultRunGroup(click.Group):
@@ -31,6 +32,14 @@ class DefaultRunGroup(click.Group):
             else:
                 args = [args[index], *args[:index], *args[index + 1 :]]
         return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            check_line(command, rest)
+        return name, command, rest
 
     def _subcommand_index(self, args: list[str]) -> int | None:
         """Where the first word that is not an option or an option's value names a

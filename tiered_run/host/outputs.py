@@ -193,6 +193,8 @@ def write_new(path: Path, text: str, option: str, mode: int = 0o644) -> None:
     FileExistsError when something is at `path`; on a filesystem without hard links the
     file is created with O_EXCL and written in place."""
     data = text.encode("utf-8", errors="surrogateescape")
+    if os.path.lexists(path):  # a symlink to nothing is something: it is not followed
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
     with _opened(path, option) as target:
         if target.stat is not None:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))

@@ -66,7 +66,7 @@ def make_config(layout: str | None, path: Path) -> Made:
         f"{os.uname().nodename}: CPUs {format_cpus(machine.cpus)}, "
         f"{format_size(machine.memory_total)} of memory, cgroup {mode}, backend {chosen.name}"
     )
-    command = f"tiered-run --tier {plan_.default} --timeout 8 -- python3 chat.py --test"
+    command = f"tiered-run --tier {plan_.default} -- COMMAND"
     return Made(plan_, render_tier_config(plan_, machine_line, command), path)
 
 
