@@ -61,6 +61,7 @@ def run(
     from tiered_run.render.json import render_json
     from tiered_run.render.junit import render_junit
     from tiered_run.render.run import headline, render_table
+    from tiered_run.render.text import for_terminal
 
     machine = read_machine()
     config = load_config(machine, config_path)
@@ -73,6 +74,8 @@ def run(
     with printed_events(verbose) as printer:
         report = (runner or supervise)(spec, printer)
     with signals.finishing(report.exit_code):
+        if report.before_kill is not None:  # asked for by name: shown even with -q
+            streams.err(for_terminal(report.before_kill.framed()))
         write_report(report_path, lambda: render_json(report))
         if junit_path:
             write_output(junit_path, lambda: render_junit([report]), "--junit")

@@ -28,7 +28,7 @@ from tiered_run.engine.ending import Clock, Ending, Wait, terminate_tree
 from tiered_run.host.reaper import reap_orphans
 from tiered_run.inputs.units import format_size, plural
 from tiered_run.model.host import HostState
-from tiered_run.model.report import Event, Outcome, TimelinePoint
+from tiered_run.model.report import BeforeKill, Event, Outcome, TimelinePoint
 from tiered_run.model.spec import Limits, OnLoad
 from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import Breach, find_breach, load_breach, load_over, over_memory_high
@@ -65,13 +65,18 @@ class Monitor:
         *,
         clock: Clock = time.monotonic,
         wait: Wait = threading.Event.wait,
+        before_kill: Callable[[threading.Event], BeforeKill] | None = None,
     ) -> None:
+        """`before_kill`: what to run at a ceiling's breach before the first ending signal
+        (`engine.before_kill`), given the event that a hurried end sets."""
         self._backend = backend
         self._limits = limits
         self._interval = interval
         self._host = host
         self._protected = protected_cpus
         self._on_event = on_event
+        self._before_kill = before_kill
+        self._looked: BeforeKill | None = None
         self._clock = clock
         self._wait = wait
         self._wake = threading.Event()
@@ -152,6 +157,11 @@ class Monitor:
         return self._paused
 
     @property
+    def looked(self) -> BeforeKill | None:
+        """What --before-kill ran at the breach, once it has run."""
+        return self._looked
+
+    @property
     def failed(self) -> bool:
         return self._failure is not None
 
@@ -227,6 +237,7 @@ class Monitor:
             host_start=self._host_start,
             host_end=self._host_last,
             wall_s=self._wall_s(),
+            before_kill=self._looked,
         )
 
     def _wall_s(self) -> float:
@@ -350,6 +361,10 @@ class Monitor:
         if self._paused:
             self._backend.freeze(False)
             self._paused = False
+        if self._before_kill is not None and self._breach.outcome in CEILING_OUTCOMES:
+            # Bounded (engine.before_kill): the ending below is delayed, never skipped.
+            self._looked = self._before_kill(self._hurry)
+            self.note("before-kill", self._looked.summary())
         grace = 0.0 if self._hurry.is_set() else self._limits.kill_after
         ending = self._ending or Ending(self._limits.stop_signal)
         self._sigkilled = self._terminate(grace, ending, self._hurry)
