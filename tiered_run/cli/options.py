@@ -121,6 +121,12 @@ report_option = click.option(
 junit_option = click.option(
     "--junit", "junit_path", metavar="FILE", help="Write JUnit XML to FILE."
 )
+timeline_csv_option = click.option(
+    "--timeline-csv",
+    "timeline_csv_path",
+    metavar="FILE",
+    help="Write every sample (time, memory, tasks, CPU, host load) to FILE as CSV.",
+)
 privilege_options = [
     click.option(
         "--no-new-privileges",
@@ -212,14 +218,21 @@ def check_outputs(
     junit_path: str | None = None,
     log_path: str | None = None,
     reads: Sequence[tuple[str, str | Path | None]] = (),
+    timeline_csv_path: str | None = None,
 ) -> None:
-    """Check the --report, --junit and --log files before anything runs, each on its own,
-    against each other (on one file, one would replace the other) and against the files
-    the run reads (`reads`: (what, path), e.g. ("the config", ...))."""
+    """Check the --report, --junit, --log and --timeline-csv files before anything runs,
+    each on its own, against each other (on one file, one would replace the other) and
+    against the files the run reads (`reads`: (what, path), e.g. ("the config", ...))."""
     check_output(report_path, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
-    outputs = [("--log", log_path), ("--report", report_path), ("--junit", junit_path)]
+    check_output(timeline_csv_path, "--timeline-csv")
+    outputs = [
+        ("--log", log_path),
+        ("--report", report_path),
+        ("--junit", junit_path),
+        ("--timeline-csv", timeline_csv_path),
+    ]
     check_distinct(outputs, reads)
 
 
@@ -231,7 +244,7 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
         write_output(Path(report_path), render, "--report")
 
 
-def write_output(path: str | Path, render: Callable[[], str], option: str) -> None:
+def write_output(path: str | Path, render: Callable[[], str | bytes], option: str) -> None:
     """Write one report file atomically; a failure is a warning, never a new exit code."""
     try:
         write_atomically(Path(path), render(), option)

@@ -19,6 +19,7 @@ from tiered_run.cli.options import (
     run_options,
     runner_for,
     stdout_or_error,
+    timeline_csv_option,
     verbose_option,
     with_executor,
     write_output,
@@ -29,6 +30,7 @@ from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions, plan_run
 from tiered_run.inputs.units import format_cpus, format_duration, format_size
+from tiered_run.model.report import TimelinePoint
 from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 
@@ -38,6 +40,7 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 @click.option("--log", metavar="FILE", help="Also write the output to FILE (or a FIFO, /dev/null).")
 @report_option
 @junit_option
+@timeline_csv_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="No summary table, only a one-line headline on failure."
 )
@@ -48,6 +51,7 @@ def run(
     config_path: Path | None,
     report_path: str | None,
     junit_path: str | None,
+    timeline_csv_path: str | None,
     log: str | None,
     quiet: bool,
     verbose: bool,
@@ -62,23 +66,36 @@ def run(
     from tiered_run.render.junit import render_junit
     from tiered_run.render.run import headline, render_table
     from tiered_run.render.text import for_terminal
+    from tiered_run.render.timeline_csv import render_timeline_csv
 
     machine = read_machine()
     config = load_config(machine, config_path)
-    check_outputs(report_path, junit_path, log, reads=[("the config", config.path)])
+    check_outputs(
+        report_path,
+        junit_path,
+        log,
+        reads=[("the config", config.path)],
+        timeline_csv_path=timeline_csv_path,
+    )
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
     spec = plan_run(tuple(command), asked, config, machine)
     if verbose:
         print_setup(config.source, spec, asked.env)
+    samples: list[TimelinePoint] = []  # every sample, for --timeline-csv
+    on_sample = samples.append if timeline_csv_path else None
     with printed_events(verbose) as printer:
-        report = (runner or supervise)(spec, printer)
+        # A Slurm job's samples stay on its node: its report's (thinned) timeline comes back.
+        report = supervise(spec, printer, on_sample) if runner is None else runner(spec, printer)
     with signals.finishing(report.exit_code):
         if report.before_kill is not None:  # asked for by name: shown even with -q
             streams.err(for_terminal(report.before_kill.framed()))
         write_report(report_path, lambda: render_json(report))
         if junit_path:
             write_output(junit_path, lambda: render_junit([report]), "--junit")
+        if timeline_csv_path:
+            points = samples or report.timeline
+            write_output(timeline_csv_path, lambda: render_timeline_csv(points), "--timeline-csv")
         if not quiet:
             streams.err(render_table(report))
         elif report.exit_code != 0:

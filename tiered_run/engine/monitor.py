@@ -66,9 +66,12 @@ class Monitor:
         clock: Clock = time.monotonic,
         wait: Wait = threading.Event.wait,
         before_kill: Callable[[threading.Event], BeforeKill] | None = None,
+        on_sample: Callable[[TimelinePoint], None] | None = None,
     ) -> None:
         """`before_kill`: what to run at a ceiling's breach before the first ending signal
-        (`engine.before_kill`), given the event that a hurried end sets."""
+        (`engine.before_kill`), given the event that a hurried end sets. `on_sample` gets
+        every sample as taken, at full resolution (the timeline is thinned); like
+        `on_event` it must only hand the sample on (a queue, a list), never block."""
         self._backend = backend
         self._limits = limits
         self._interval = interval
@@ -76,6 +79,7 @@ class Monitor:
         self._protected = protected_cpus
         self._on_event = on_event
         self._before_kill = before_kill
+        self._on_sample = on_sample
         self._looked: BeforeKill | None = None
         self._clock = clock
         self._wait = wait
@@ -301,17 +305,21 @@ class Monitor:
             self._watch_protected()
             # Orphans that died count against pids.current until reaped.
             reap_orphans(keep=() if self._main_pid is None else (self._main_pid,))
-        self._timeline.add(
-            TimelinePoint(
-                round(self.elapsed(), 3),
-                usage.memory,
-                usage.tasks,
-                usage.cpu_s,
-                # Between host reads there is no host sample: none is made up.
-                host.load1 if fresh else None,
-                host.pressure_max if fresh else None,
-            )
+        point = TimelinePoint(
+            round(self.elapsed(), 3),
+            usage.memory,
+            usage.tasks,
+            usage.cpu_s,
+            # Between host reads there is no host sample: none is made up.
+            host.load1 if fresh else None,
+            host.pressure_max if fresh else None,
         )
+        self._timeline.add(point)
+        if self._on_sample is not None:
+            try:
+                self._on_sample(point)
+            except Exception:  # showing a sample must never cost enforcement
+                self._on_sample = None
         if not self._peaks.memory_high_exceeded and over_memory_high(self._limits, usage):
             self._peaks = replace(self._peaks, memory_high_exceeded=True)
             used = format_size(usage.memory) if usage.memory is not None else "memory"

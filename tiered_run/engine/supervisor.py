@@ -39,7 +39,14 @@ from tiered_run.host.machine import HostReader, own_resident_bytes
 from tiered_run.host.outputs import open_log
 from tiered_run.host.reaper import reap_orphans, set_child_subreaper
 from tiered_run.inputs.units import plural
-from tiered_run.model.report import BeforeKill, Event, Outcome, RunReport, signal_name
+from tiered_run.model.report import (
+    BeforeKill,
+    Event,
+    Outcome,
+    RunReport,
+    TimelinePoint,
+    signal_name,
+)
 from tiered_run.model.spec import RunSpec
 from tiered_run.model.usage import Usage, memory_method, memory_source
 from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
@@ -54,9 +61,15 @@ _STOP_CAUSES = {
 }
 
 
-def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
+def run(
+    spec: RunSpec,
+    on_event: Callable[[Event], None] | None = None,
+    on_sample: Callable[[TimelinePoint], None] | None = None,
+) -> RunReport:
+    """One guarded run. `on_event` and `on_sample` get the monitor's events and every
+    sample as they happen (see `Monitor`); they must never block."""
     backend, reason = select_backend(spec.backend, spec.tier)
-    return Supervisor(spec, backend, reason, on_event).run()
+    return Supervisor(spec, backend, reason, on_event, on_sample).run()
 
 
 @dataclass(frozen=True)
@@ -77,11 +90,13 @@ class Supervisor:
         backend: Backend,
         backend_reason: str,
         on_event: Callable[[Event], None] | None = None,
+        on_sample: Callable[[TimelinePoint], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.backend_reason = backend_reason
         self.on_event = on_event
+        self.on_sample = on_sample
         self.run_id = new_run_id()
         self.warnings: list[str] = []
         self._signal: signals.Received | None = None
@@ -184,6 +199,7 @@ class Supervisor:
                 spec.protected_cpus,
                 self.on_event,
                 before_kill=self._look if spec.before_kill else None,
+                on_sample=self.on_sample,
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
                 end, accounting = self._supervise(monitor, tee, sentinel)
