@@ -1,5 +1,5 @@
 """The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `doctor`,
-`init`, `export`.
+`init`, `export`, `plot`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, doctor, export, init, ladder, run
+from tiered_run.cli import calibrate, doctor, export, init, ladder, plot, run
 
 
 class DefaultRunGroup(click.Group):
@@ -73,3 +73,4 @@ main.add_command(calibrate.calibrate)
 main.add_command(export.export)
 main.add_command(doctor.doctor)
 main.add_command(init.init)
+main.add_command(plot.plot)
