@@ -162,12 +162,13 @@ def test_without_matplotlib_the_message_says_what_to_install(tmp_path):
     assert "pip install 'tiered-run[plot]'" in line
 
 
-def test_a_run_does_not_load_matplotlib(tmp_path):
+def test_a_run_loads_neither_matplotlib_nor_the_status_line_without_a_terminal(tmp_path):
     code = (
         "import sys\n"
         "from tiered_run.cli.entry import run_cli\n"
         "code = run_cli(['-q', '--timeline-csv', sys.argv[1], '--', 'true'])\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'numpy', 'PIL')]\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'numpy', 'PIL')\n"
+        "         or m in ('tiered_run.cli.status', 'tiered_run.render.plot')]\n"
         "print(code, heavy)\n"
     )
     out = subprocess.run(

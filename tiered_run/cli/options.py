@@ -5,6 +5,7 @@ every command parses, fails and reports alike."""
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -255,6 +256,41 @@ def write_output(path: str | Path, render: Callable[[], str | bytes], option: st
 
 
 @contextmanager
+def live_status(quiet: bool) -> Iterator[Any]:
+    """The live status line (`cli.status.StatusLine`) where stderr is a terminal a person
+    watches: not with -q, not in CI (`CI` set), not on a `TERM=dumb` one; else None, and
+    the module is never loaded. Cleared and the terminal given back after, whatever
+    happened."""
+    if quiet or not _watched_terminal():
+        yield None
+        return
+    from tiered_run.cli.status import StatusLine
+
+    status = StatusLine(color=not os.environ.get("NO_COLOR"))
+    try:
+        yield status
+    finally:
+        status.close()
+
+
+def _watched_terminal() -> bool:
+    if os.environ.get("CI") or os.environ.get("TERM", "") in ("", "dumb"):
+        return False
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
+def fan_out(*callbacks: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One callback that calls each given one (None: none was given)."""
+    present = [callback for callback in callbacks if callback is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return lambda value: [callback(value) for callback in present] and None
+
+
+@contextmanager
 def printed_events(verbose: bool) -> Iterator[EventPrinter | None]:
     """With -v, an EventPrinter for the run's events, closed (its queue printed) after."""
     printer = EventPrinter() if verbose else None
@@ -302,6 +338,29 @@ def stdout_or_error(code: int, what: str) -> int:
 
 def print_progress(message: str) -> None:
     streams.err(f"tiered-run: {message}")
+
+
+def print_start(spec: RunSpec) -> None:
+    """For -v: the run about to start: tier, CPUs, ceilings and the backend that holds them."""
+    from tiered_run.backends import choose
+    from tiered_run.inputs.units import format_cpus, format_duration, format_size
+
+    limits = spec.limits
+    ceilings = [
+        f"timeout {format_duration(limits.timeout)}" if limits.timeout else "no timeout",
+        f"memory {format_size(limits.memory)}" if limits.memory else "no memory ceiling",
+    ]
+    if limits.memory_high:
+        ceilings.append(f"soft memory {format_size(limits.memory_high)}")
+    if limits.tasks_max:
+        ceilings.append(f"tasks {limits.tasks_max}")
+    if limits.load_max is not None:
+        ceilings.append(f"host load {limits.load_max:g} ({limits.on_load.value})")
+    choice = choose(spec.backend)  # cached: the run's own choice, not a second probe
+    print_progress(
+        f"start: tier {spec.tier}, CPUs {format_cpus(limits.cpus)}, {', '.join(ceilings)}; "
+        f"backend {choice.backend.name} ({choice.reason})"
+    )
 
 
 def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) -> None:

@@ -10,10 +10,13 @@ import click
 from tiered_run.cli.options import (
     check_outputs,
     config_option,
+    fan_out,
     given,
     junit_option,
+    live_status,
     print_progress,
     print_setup,
+    print_start,
     printed_events,
     report_option,
     run_options,
@@ -82,11 +85,18 @@ def run(
     spec = plan_run(tuple(command), asked, config, machine)
     if verbose:
         print_setup(config.source, spec, asked.env)
+        if runner is None:
+            print_start(spec)
     samples: list[TimelinePoint] = []  # every sample, for --timeline-csv
-    on_sample = samples.append if timeline_csv_path else None
-    with printed_events(verbose) as printer:
+    with printed_events(verbose) as printer, live_status(quiet) as status:
+        on_event = fan_out(printer, status and status.on_event)
+        on_sample = fan_out(
+            samples.append if timeline_csv_path else None, status and status.on_sample
+        )
+        if status is not None:
+            status.start_run(spec)
         # A Slurm job's samples stay on its node: its report's (thinned) timeline comes back.
-        report = supervise(spec, printer, on_sample) if runner is None else runner(spec, printer)
+        report = supervise(spec, on_event, on_sample) if runner is None else runner(spec, on_event)
     with signals.finishing(report.exit_code):
         if report.before_kill is not None:  # asked for by name: shown even with -q
             streams.err(for_terminal(report.before_kill.framed()))
