@@ -40,6 +40,16 @@ RUN_JSON_KEYS = {
     "warnings",
     "events",
     "timeline",
+    "before_kill",
+}
+BEFORE_KILL_JSON_KEYS = {
+    "command",
+    "returncode",
+    "duration_s",
+    "output",
+    "truncated",
+    "timed_out",
+    "error",
 }
 LIMITS_JSON_KEYS = {
     "cpus",

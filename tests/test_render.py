@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from contract import (
+    BEFORE_KILL_JSON_KEYS,
     EVENT_JSON_KEYS,
     HOST_JSON_KEYS,
     LIMITS_JSON_KEYS,
@@ -14,7 +15,14 @@ from contract import (
 )
 from factories import GiB, MiB, make_report, timeout_report
 
-from tiered_run.model.report import Event, HostSummary, Outcome, RunReport, TimelinePoint
+from tiered_run.model.report import (
+    BeforeKill,
+    Event,
+    HostSummary,
+    Outcome,
+    RunReport,
+    TimelinePoint,
+)
 from tiered_run.model.spec import Limits
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
@@ -30,7 +38,7 @@ def row(table: str, key: str) -> str:
 def test_json_keys_are_the_published_contract():
     data = json.loads(render_json(make_report()))
     assert set(data) == RUN_JSON_KEYS
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
 
 
 def test_nested_json_keys_are_the_published_contract_too():
@@ -40,8 +48,10 @@ def test_nested_json_keys_are_the_published_contract_too():
         host=host,
         events=(Event(0.5, "load", "host load 3.00 above 2"),),
         timeline=(TimelinePoint(0.25, 100 * MiB, 3, 0.1, 0.5, 12.5),),
+        before_kill=BeforeKill(("py-spy", "dump", "--pid", "7"), 0, 0.4, "Thread 7\n"),
     )
     data = json.loads(render_json(report))
+    assert set(data["before_kill"]) == BEFORE_KILL_JSON_KEYS
     assert set(data["limits"]) == LIMITS_JSON_KEYS
     assert set(data["host"]) == HOST_JSON_KEYS
     assert [set(event) for event in data["events"]] == [EVENT_JSON_KEYS]

@@ -14,7 +14,7 @@ from workloads import MEMORY_HOG, PY
 from tiered_run.model.report import Outcome
 from tiered_run.render.markdown import render_run_markdown
 from tiered_run.render.run import render_table, report_rows
-from tiered_run.workflows.ladder import LadderReport
+from tiered_run.workflows.ladder import LADDER_SCHEMA_VERSION, LadderReport
 
 root = pytest.mark.root(reason="guarded runs need root for cgroups here")
 
@@ -107,7 +107,7 @@ def test_outside_text_cannot_break_the_table_or_become_html():
 
 def test_a_ladder_report_read_back_is_the_same_report(tmp_path):
     data = {
-        "schema_version": 2,
+        "schema_version": LADDER_SCHEMA_VERSION,
         "kind": "ladder",
         "name": "l",
         "source": "l.toml",

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import struct
 import termios
 import threading
 import time
@@ -25,9 +26,20 @@ CTRL_C, CTRL_Z = b"\x03", b"\x1a"
 class OnTerminal:
     """tiered-run started on a pty; everything it and the workload write is collected."""
 
-    def __init__(self, args: list[str], cwd: Path, raw: bool = False) -> None:
-        """`args` for tiered-run, or with `raw` a whole command line (a shell)."""
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        raw: bool = False,
+        size: tuple[int, int] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`args` for tiered-run, or with `raw` a whole command line (a shell). `size`:
+        (rows, columns) of the terminal; without it, 0 x 0 as a fresh pty has. `env`:
+        variables set over ours."""
         master, slave = os.openpty()
+        if size is not None:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
 
         def take_terminal() -> None:
             os.setsid()
@@ -43,6 +55,7 @@ class OnTerminal:
                 report=False,
                 wait=False,
                 preexec_fn=take_terminal,
+                env=env,
                 **on_terminal,
             )
         os.close(slave)

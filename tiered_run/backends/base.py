@@ -153,6 +153,10 @@ class Backend(ABC):
         """Remove the container, nested cgroups first; the tree must already be gone. Safe to
         call twice. Raises CleanupError when a cgroup stays busy: the next start retries."""
 
+    def cgroup_path(self) -> Path | None:
+        """The run's cgroup directory, for `--before-kill`'s `{cgroup}`; None without one."""
+        return None
+
     # -- runs whose tiered-run died ---------------------------------------------------------
 
     def stale_parents(self) -> list[Path]:

@@ -140,6 +140,11 @@ class Cgroup1Backend(Backend):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def cgroup_path(self) -> Path | None:
+        """The memory controller's group: where a look at a breach finds the most."""
+        group = self._dirs.get("memory")
+        return group.path if group is not None else None
+
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id
         # Ordered as CONTROLLERS: attach() joins cpuset first.

@@ -201,6 +201,9 @@ class Cgroup2Backend(Backend):
         """The run's cgroup directory once created."""
         return self._dir.path if self._dir else None
 
+    def cgroup_path(self) -> Path | None:
+        return self.path
+
     def create(self, run_id: str, limits: Limits) -> None:
         parent = CgroupDir(self.parent)
         self._controllers = delegate(parent)

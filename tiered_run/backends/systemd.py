@@ -151,6 +151,9 @@ class SystemdBackend(Backend):
         self._view.create(run_id, limits)
         self.capabilities = self._view.capabilities
 
+    def cgroup_path(self) -> Path | None:
+        return self._view.cgroup_path() if self._view is not None else None
+
     def _wait_for_scope(self) -> dict[str, str]:
         """The placeholder's cgroups once the scope is complete: systemd-run only execs the
         placeholder after systemd has finished moving it into every hierarchy."""

@@ -1,5 +1,5 @@
 """The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `doctor`,
-`init`, `export`, `report`, `history`.
+`init`, `export`, `report`, `history`, `plot`.
 
 The commands import the heavy parts (supervisor, renderers) only when they run, so
 `--help` and `--version` stay fast.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, doctor, export, history, init, ladder, report, run
+from tiered_run.cli import calibrate, doctor, export, history, init, ladder, plot, report, run
 from tiered_run.cli.line import check_line
 
 
@@ -84,3 +84,4 @@ main.add_command(doctor.doctor)
 main.add_command(init.init)
 main.add_command(report.report)
 main.add_command(history.history)
+main.add_command(plot.plot)

@@ -11,7 +11,9 @@ import click
 
 from tiered_run.cli.options import (
     check_outputs,
+    fan_out,
     ladder_options,
+    live_status,
     print_progress,
     printed_events,
     recorded,
@@ -105,14 +107,16 @@ def _run_ladder(
             "[settle] is not applied with --executor slurm: it reads this machine, and Slurm "
             "places the steps on its nodes; each step's report says how its node was"
         )
-    with printed_events(verbose) as printer:
+    # The live line only for steps run here: a Slurm job's samples stay on its node.
+    with printed_events(verbose) as printer, live_status(quiet or runner is not None) as status:
         result = run_ladder(
             steps,
             specs,
             keep_going=keep_going,
-            runner=runner,
+            runner=runner if status is None else _shown_steps(specs, status),
             on_progress=None if quiet else print_progress,
-            on_event=printer,
+            on_event=fan_out(printer, status and status.on_event),
+            on_settle=status and status.waiting,
         )
     with signals.finishing(result.exit_code):
         if record_history or config.history:
@@ -130,3 +134,17 @@ def _run_ladder(
         elif result.exit_code != 0:
             streams.err(ladder_headline(result))
     return result.exit_code
+
+
+def _shown_steps(specs: Sequence[Any], status: Any) -> Any:
+    """The supervisor, with each step's samples and its place in the ladder on the status
+    line."""
+    from tiered_run.engine.supervisor import run as supervise
+
+    place = {id(spec): index for index, spec in enumerate(specs, 1)}
+
+    def run_step(spec: Any, on_event: Any) -> Any:
+        status.start_run(spec, f" step {place.get(id(spec), '?')}/{len(specs)}")
+        return supervise(spec, on_event, status.on_sample)
+
+    return run_step

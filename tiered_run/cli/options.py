@@ -143,6 +143,12 @@ summary_option = click.option(
     metavar="FILE",
     help="Write a Markdown summary to FILE (GITHUB_STEP_SUMMARY gets one anyway).",
 )
+timeline_csv_option = click.option(
+    "--timeline-csv",
+    "timeline_csv_path",
+    metavar="FILE",
+    help="Write every sample (time, memory, tasks, CPU, host load) to FILE as CSV.",
+)
 privilege_options = [
     click.option(
         "--no-new-privileges",
@@ -237,18 +243,25 @@ def check_outputs(
     log_path: str | None = None,
     reads: Sequence[tuple[str, str | Path | None]] = (),
     summary_path: str | None = None,
+    timeline_csv_path: str | None = None,
 ) -> None:
-    """Check the --report, --junit and --log files before anything runs, each on its own,
-    against each other (on one file, one would replace the other) and against the files
-    the run reads (`reads`: (what, path), e.g. ("the config", ...))."""
+    """Check the --report, --junit, --log and --timeline-csv files before anything runs,
+    each on its own, against each other (on one file, one would replace the other) and
+    against the files the run reads (`reads`: (what, path), e.g. ("the config", ...))."""
     check_output(report_path, "--report")
     check_output(junit_path, "--junit")
     check_output(log_path, "--log", OutputKind.STREAM)
     check_output(summary_path, "--summary")
-    outputs = [("--log", log_path), ("--report", report_path), ("--junit", junit_path)]
-    outputs.append(("--summary", summary_path))
-    # The CI job's summary file, appended to at the end: never onto an input or an output.
-    outputs.append((STEP_SUMMARY, os.environ.get(STEP_SUMMARY) or None))
+    check_output(timeline_csv_path, "--timeline-csv")
+    outputs = [
+        ("--log", log_path),
+        ("--report", report_path),
+        ("--junit", junit_path),
+        ("--summary", summary_path),
+        ("--timeline-csv", timeline_csv_path),
+        # The CI job's summary file, appended to at the end: never an input or an output.
+        (STEP_SUMMARY, os.environ.get(STEP_SUMMARY) or None),
+    ]
     check_distinct(outputs, reads, lenient={STEP_SUMMARY})
 
 
@@ -261,13 +274,14 @@ def write_report(report_path: str | None, render: Callable[[], str]) -> None:
 
 
 def write_output(
-    path: str | Path, render: Callable[[], str], option: str, append: bool = False
+    path: str | Path, render: Callable[[], str | bytes], option: str, append: bool = False
 ) -> None:
-    """Write one report file atomically (or append to it); a failure is a warning, never a
-    new exit code."""
+    """Write one report file atomically (or append text to it); a failure is a warning,
+    never a new exit code."""
     try:
         if append:
-            append_text(path, render(), option)
+            text = render()
+            append_text(path, text if isinstance(text, str) else text.decode(), option)
         else:
             write_atomically(Path(path), render(), option)
     except OSError as err:
@@ -297,6 +311,41 @@ def write_summaries(summary_path: str | None, render: Callable[[], str]) -> None
         write_output(summary_path, render, "--summary")
     if step_summary := os.environ.get(STEP_SUMMARY):
         write_output(step_summary, render, STEP_SUMMARY, append=True)
+
+
+@contextmanager
+def live_status(quiet: bool) -> Iterator[Any]:
+    """The live status line (`cli.status.StatusLine`) where stderr is a terminal a person
+    watches: not with -q, not in CI (`CI` set), not on a `TERM=dumb` one; else None, and
+    the module is never loaded. Cleared and the terminal given back after, whatever
+    happened."""
+    if quiet or not _watched_terminal():
+        yield None
+        return
+    from tiered_run.cli.status import StatusLine
+
+    status = StatusLine(color=not os.environ.get("NO_COLOR"))
+    try:
+        yield status
+    finally:
+        status.close()
+
+
+def _watched_terminal() -> bool:
+    if os.environ.get("CI") or os.environ.get("TERM", "") in ("", "dumb"):
+        return False
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
+def fan_out(*callbacks: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One callback that calls each given one (None: none was given)."""
+    present = [callback for callback in callbacks if callback is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return lambda value: [callback(value) for callback in present] and None
 
 
 @contextmanager
@@ -347,6 +396,29 @@ def stdout_or_error(code: int, what: str) -> int:
 
 def print_progress(message: str) -> None:
     streams.err(f"tiered-run: {message}")
+
+
+def print_start(spec: RunSpec) -> None:
+    """For -v: the run about to start: tier, CPUs, ceilings and the backend that holds them."""
+    from tiered_run.backends import choose
+    from tiered_run.inputs.units import format_cpus, format_duration, format_size
+
+    limits = spec.limits
+    ceilings = [
+        f"timeout {format_duration(limits.timeout)}" if limits.timeout else "no timeout",
+        f"memory {format_size(limits.memory)}" if limits.memory else "no memory ceiling",
+    ]
+    if limits.memory_high:
+        ceilings.append(f"soft memory {format_size(limits.memory_high)}")
+    if limits.tasks_max:
+        ceilings.append(f"tasks {limits.tasks_max}")
+    if limits.load_max is not None:
+        ceilings.append(f"host load {limits.load_max:g} ({limits.on_load.value})")
+    choice = choose(spec.backend)  # cached: the run's own choice, not a second probe
+    print_progress(
+        f"start: tier {spec.tier}, CPUs {format_cpus(limits.cpus)}, {', '.join(ceilings)}; "
+        f"backend {choice.backend.name} ({choice.reason})"
+    )
 
 
 def print_setup(config_source: str, spec: RunSpec, extra_env: dict[str, str]) -> None:

@@ -10,11 +10,14 @@ import click
 from tiered_run.cli.options import (
     check_outputs,
     config_option,
+    fan_out,
     given,
     history_option,
     junit_option,
+    live_status,
     print_progress,
     print_setup,
+    print_start,
     printed_events,
     recorded,
     report_option,
@@ -22,6 +25,7 @@ from tiered_run.cli.options import (
     runner_for,
     stdout_or_error,
     summary_option,
+    timeline_csv_option,
     verbose_option,
     with_executor,
     write_output,
@@ -33,6 +37,7 @@ from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions, plan_run
 from tiered_run.inputs.units import format_cpus, format_duration, format_size
+from tiered_run.model.report import TimelinePoint
 from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 
@@ -44,6 +49,7 @@ from tiered_run.policy.tiers import cpu_list, protected_tiers
 @junit_option
 @summary_option
 @history_option
+@timeline_csv_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="No summary table, only a one-line headline on failure."
 )
@@ -56,6 +62,7 @@ def run(
     junit_path: str | None,
     summary_path: str | None,
     record_history: bool,
+    timeline_csv_path: str | None,
     log: str | None,
     quiet: bool,
     verbose: bool,
@@ -70,23 +77,46 @@ def run(
     from tiered_run.render.junit import render_junit
     from tiered_run.render.markdown import render_run_markdown
     from tiered_run.render.run import headline, render_table
+    from tiered_run.render.text import for_terminal
+    from tiered_run.render.timeline_csv import render_timeline_csv
 
     machine = read_machine()
     config = load_config(machine, config_path)
-    reads = [("the config", config.path)]
-    check_outputs(report_path, junit_path, log, reads, summary_path)
+    check_outputs(
+        report_path,
+        junit_path,
+        log,
+        reads=[("the config", config.path)],
+        summary_path=summary_path,
+        timeline_csv_path=timeline_csv_path,
+    )
     runner = runner_for(executor, partition, config, None if quiet else print_progress)
     asked = RunOptions(**given(options), log=Path(log) if log is not None else None)
     spec = plan_run(tuple(command), asked, config, machine)
     if verbose:
         print_setup(config.source, spec, asked.env)
-    with printed_events(verbose) as printer:
-        report = (runner or supervise)(spec, printer)
+        if runner is None:
+            print_start(spec)
+    samples: list[TimelinePoint] = []  # every sample, for --timeline-csv
+    with printed_events(verbose) as printer, live_status(quiet) as status:
+        on_event = fan_out(printer, status and status.on_event)
+        on_sample = fan_out(
+            samples.append if timeline_csv_path else None, status and status.on_sample
+        )
+        if status is not None:
+            status.start_run(spec)
+        # A Slurm job's samples stay on its node: its report's (thinned) timeline comes back.
+        report = supervise(spec, on_event, on_sample) if runner is None else runner(spec, on_event)
     with signals.finishing(report.exit_code):
         report = recorded(report, record_history or config.history)
+        if report.before_kill is not None:  # asked for by name: shown even with -q
+            streams.err(for_terminal(report.before_kill.framed()))
         write_report(report_path, lambda: render_json(report))
         if junit_path:
             write_output(junit_path, lambda: render_junit([report]), "--junit")
+        if timeline_csv_path:
+            points = samples or report.timeline
+            write_output(timeline_csv_path, lambda: render_timeline_csv(points), "--timeline-csv")
         write_summaries(summary_path, lambda: render_run_markdown(report))
         if not quiet:
             streams.err(render_table(report))

@@ -12,7 +12,7 @@ import resource
 from dataclasses import dataclass, field, replace
 
 from tiered_run.model.host import HostState
-from tiered_run.model.report import Event, HostSummary, TimelinePoint
+from tiered_run.model.report import BeforeKill, Event, HostSummary, TimelinePoint
 from tiered_run.model.usage import MemorySplit, Usage
 from tiered_run.policy.breaches import Breach
 
@@ -174,6 +174,7 @@ class Accounting:
     host_start: HostState
     host_end: HostState
     wall_s: float
+    before_kill: BeforeKill | None = None  # what --before-kill ran at the breach
 
     def host_summary(self, protected_cpus: tuple[int, ...]) -> HostSummary:
         peaks, start = self.peaks, self.host_start

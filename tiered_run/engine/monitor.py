@@ -28,7 +28,7 @@ from tiered_run.engine.ending import Clock, Ending, Wait, terminate_tree
 from tiered_run.host.reaper import reap_orphans
 from tiered_run.inputs.units import format_size, plural
 from tiered_run.model.host import HostState
-from tiered_run.model.report import Event, Outcome, TimelinePoint
+from tiered_run.model.report import BeforeKill, Event, Outcome, TimelinePoint
 from tiered_run.model.spec import Limits, OnLoad
 from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import Breach, find_breach, load_breach, load_over, over_memory_high
@@ -65,13 +65,22 @@ class Monitor:
         *,
         clock: Clock = time.monotonic,
         wait: Wait = threading.Event.wait,
+        before_kill: Callable[[threading.Event], BeforeKill] | None = None,
+        on_sample: Callable[[TimelinePoint], None] | None = None,
     ) -> None:
+        """`before_kill`: what to run at a ceiling's breach before the first ending signal
+        (`engine.before_kill`), given the event that a hurried end sets. `on_sample` gets
+        every sample as taken, at full resolution (the timeline is thinned); like
+        `on_event` it must only hand the sample on (a queue, a list), never block."""
         self._backend = backend
         self._limits = limits
         self._interval = interval
         self._host = host
         self._protected = protected_cpus
         self._on_event = on_event
+        self._before_kill = before_kill
+        self._on_sample = on_sample
+        self._looked: BeforeKill | None = None
         self._clock = clock
         self._wait = wait
         self._wake = threading.Event()
@@ -152,6 +161,11 @@ class Monitor:
         return self._paused
 
     @property
+    def looked(self) -> BeforeKill | None:
+        """What --before-kill ran at the breach, once it has run."""
+        return self._looked
+
+    @property
     def failed(self) -> bool:
         return self._failure is not None
 
@@ -227,6 +241,7 @@ class Monitor:
             host_start=self._host_start,
             host_end=self._host_last,
             wall_s=self._wall_s(),
+            before_kill=self._looked,
         )
 
     def _wall_s(self) -> float:
@@ -290,17 +305,21 @@ class Monitor:
             self._watch_protected()
             # Orphans that died count against pids.current until reaped.
             reap_orphans(keep=() if self._main_pid is None else (self._main_pid,))
-        self._timeline.add(
-            TimelinePoint(
-                round(self.elapsed(), 3),
-                usage.memory,
-                usage.tasks,
-                usage.cpu_s,
-                # Between host reads there is no host sample: none is made up.
-                host.load1 if fresh else None,
-                host.pressure_max if fresh else None,
-            )
+        point = TimelinePoint(
+            round(self.elapsed(), 3),
+            usage.memory,
+            usage.tasks,
+            usage.cpu_s,
+            # Between host reads there is no host sample: none is made up.
+            host.load1 if fresh else None,
+            host.pressure_max if fresh else None,
         )
+        self._timeline.add(point)
+        if self._on_sample is not None:
+            try:
+                self._on_sample(point)
+            except Exception:  # showing a sample must never cost enforcement
+                self._on_sample = None
         if not self._peaks.memory_high_exceeded and over_memory_high(self._limits, usage):
             self._peaks = replace(self._peaks, memory_high_exceeded=True)
             used = format_size(usage.memory) if usage.memory is not None else "memory"
@@ -350,6 +369,10 @@ class Monitor:
         if self._paused:
             self._backend.freeze(False)
             self._paused = False
+        if self._before_kill is not None and self._breach.outcome in CEILING_OUTCOMES:
+            # Bounded (engine.before_kill): the ending below is delayed, never skipped.
+            self._looked = self._before_kill(self._hurry)
+            self.note("before-kill", self._looked.summary())
         grace = 0.0 if self._hurry.is_set() else self._limits.kill_after
         ending = self._ending or Ending(self._limits.stop_signal)
         self._sigkilled = self._terminate(grace, ending, self._hurry)

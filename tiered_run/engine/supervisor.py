@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from tiered_run.backends import select_backend
 from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.engine.accounting import Accounting, RusageFloor
+from tiered_run.engine.before_kill import expand, look
 from tiered_run.engine.ending import Ending
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
 from tiered_run.engine.launch import spawn
@@ -37,7 +39,14 @@ from tiered_run.host.machine import HostReader, own_resident_bytes
 from tiered_run.host.outputs import open_log
 from tiered_run.host.reaper import reap_orphans, set_child_subreaper
 from tiered_run.inputs.units import plural
-from tiered_run.model.report import Event, Outcome, RunReport, signal_name
+from tiered_run.model.report import (
+    BeforeKill,
+    Event,
+    Outcome,
+    RunReport,
+    TimelinePoint,
+    signal_name,
+)
 from tiered_run.model.spec import RunSpec
 from tiered_run.model.usage import Usage, memory_method, memory_source
 from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
@@ -52,9 +61,15 @@ _STOP_CAUSES = {
 }
 
 
-def run(spec: RunSpec, on_event: Callable[[Event], None] | None = None) -> RunReport:
+def run(
+    spec: RunSpec,
+    on_event: Callable[[Event], None] | None = None,
+    on_sample: Callable[[TimelinePoint], None] | None = None,
+) -> RunReport:
+    """One guarded run. `on_event` and `on_sample` get the monitor's events and every
+    sample as they happen (see `Monitor`); they must never block."""
     backend, reason = select_backend(spec.backend, spec.tier)
-    return Supervisor(spec, backend, reason, on_event).run()
+    return Supervisor(spec, backend, reason, on_event, on_sample).run()
 
 
 @dataclass(frozen=True)
@@ -75,11 +90,13 @@ class Supervisor:
         backend: Backend,
         backend_reason: str,
         on_event: Callable[[Event], None] | None = None,
+        on_sample: Callable[[TimelinePoint], None] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
         self.backend_reason = backend_reason
         self.on_event = on_event
+        self.on_sample = on_sample
         self.run_id = new_run_id()
         self.warnings: list[str] = []
         self._signal: signals.Received | None = None
@@ -175,7 +192,14 @@ class Supervisor:
             # After the watchdog forked: it must not become one of our orphans.
             set_child_subreaper(True)
             monitor = self._notes = Monitor(
-                backend, spec.limits, spec.interval, host, spec.protected_cpus, self.on_event
+                backend,
+                spec.limits,
+                spec.interval,
+                host,
+                spec.protected_cpus,
+                self.on_event,
+                before_kill=self._look if spec.before_kill else None,
+                on_sample=self.on_sample,
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
                 end, accounting = self._supervise(monitor, tee, sentinel)
@@ -226,7 +250,9 @@ class Supervisor:
         monitor.stop()
         monitor.end_leftovers()
         if tee is not None:
-            tee.close()
+            # The log gets the last look's output too, after the workload's last words.
+            looked = monitor.looked
+            tee.close(trailer=looked.framed().encode(errors="surrogateescape") if looked else b"")
             self.warnings.extend(tee.warnings)
         floor = RusageFloor.from_wait4(rusage, pre_exec)
         if monitor.failed:
@@ -240,6 +266,12 @@ class Supervisor:
             final = Usage()
         accounting = monitor.finish(final, floor)
         return self._classify(accounting, status), accounting
+
+    def _look(self, hurry: threading.Event) -> BeforeKill:
+        """--before-kill, from the monitor at a breach: its placeholders filled in now."""
+        cgroup = self.backend.cgroup_path()
+        command = expand(self.spec.before_kill, self._main_pid, str(cgroup) if cgroup else None)
+        return look(command, hurry)
 
     def _clean_up(self, tee: Tee | None, sentinel: Sentinel | None) -> None:
         """Kill what is left, close outputs, remove the container, release the watchdog.
@@ -327,6 +359,7 @@ class Supervisor:
             memory_split=None if peaks.split is None else peaks.split.to_dict(),
             events=accounting.events,
             timeline=accounting.timeline,
+            before_kill=accounting.before_kill,
         )
 
 

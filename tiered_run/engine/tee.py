@@ -113,8 +113,9 @@ class Tee:
             os.close(self._log)
             self._log = None
 
-    def close(self, drain_s: float = 2.0) -> None:
-        """Wait for EOF on both pipes, or stop after `drain_s` of silence from a straggler.
+    def close(self, drain_s: float = 2.0, trailer: bytes = b"") -> None:
+        """Wait for EOF on both pipes, or stop after `drain_s` of silence from a straggler,
+        then add `trailer` to the log (tiered-run's own words, e.g. --before-kill's output).
         Safe to call twice."""
         if self._closed:
             return
@@ -128,6 +129,8 @@ class Tee:
             os.close(fd)
         self._pipes = {}
         self.child_fds = []
+        if trailer:
+            self._write_log(trailer)
         if self._log is not None:
             os.close(self._log)
             self._log = None

@@ -145,6 +145,8 @@ def guarded_argv(
             argv.append("--drop-caps")
         if spec.log is not None:
             argv += ["--log", str(spec.log)]
+        if spec.before_kill:
+            argv += ["--before-kill", shlex.join(spec.before_kill)]
     if allow_protected:
         argv.append("--allow-protected-cpus")
     return [*argv, "-q", "--report", report, "--", *spec.command]

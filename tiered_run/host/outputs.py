@@ -161,7 +161,7 @@ def open_log(path: Path) -> int:
         return _open_stream(target, "--log", path)
 
 
-def write_atomically(path: Path, text: str, option: str, mode: int | None = None) -> None:
+def write_atomically(path: Path, text: str | bytes, option: str, mode: int | None = None) -> None:
     """Write a finished report under a temporary name in the same directory, then rename
     it over `path`: a reader sees the old report or the new one, never half of one.
 
@@ -182,8 +182,7 @@ def write_atomically(path: Path, text: str, option: str, mode: int | None = None
                 return
             # The old report's permissions, never its set-id bits.
             default = stat.S_IMODE(target.stat.st_mode) & 0o777
-        data = text.encode("utf-8", errors="surrogateescape")
-        _replace(target, data, default if mode is None else mode)
+        _replace(target, _encoded(text), default if mode is None else mode)
 
 
 def write_new(path: Path, text: str, option: str, mode: int = 0o644) -> None:
@@ -261,7 +260,12 @@ def _temporary(target: Opened, data: bytes, mode: int) -> str:
     return temporary
 
 
-def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str) -> None:
+def _encoded(text: str | bytes) -> bytes:
+    """A report's bytes: text as UTF-8 (paths that are not, as they were), a picture as is."""
+    return text if isinstance(text, bytes) else text.encode("utf-8", errors="surrogateescape")
+
+
+def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str | bytes) -> None:
     """Write the report through to the FIFO's reader: on the descriptor `check_output`
     opened, or, for a FIFO that came later, one opened now without blocking. A reader that
     is gone is an error (ENXIO, EPIPE), not a wait for ever; a reader that is there but
@@ -274,7 +278,7 @@ def _write_to_fifo(target: Opened, path: str | Path, option: str, text: str) -> 
     try:
         _check_existing(path, option, OutputKind.REPORT, os.fstat(fd))
         os.set_blocking(fd, True)
-        _write_all(fd, text.encode("utf-8", errors="surrogateescape"))
+        _write_all(fd, _encoded(text))
     finally:
         os.close(fd)
 

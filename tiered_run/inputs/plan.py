@@ -105,6 +105,7 @@ def plan_run(
         log=options.log,
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
         privileges=privileges,
+        before_kill=options.before_kill or (),
         warnings=tuple(warning for warning in warnings if warning),
     )
 

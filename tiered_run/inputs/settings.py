@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import enum
 import inspect
+import shlex
 import signal
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -154,6 +156,32 @@ def _names(raw: object) -> tuple[str, ...]:
     return tuple(_text(raw).split(","))
 
 
+PLACEHOLDERS = ("pid", "cgroup")
+
+
+def _hook(raw: object) -> tuple[str, ...]:
+    """A command line split as a shell would (quotes, no pipes: run without a shell; give
+    `sh -c '...'` for one), whose `{...}` are only the placeholders it knows."""
+    text = _text(raw)
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as err:
+        raise ValueError(f"cannot split {text!r} into arguments ({err})") from None
+    if not argv:
+        raise ValueError("expected a command, e.g. 'py-spy dump --pid {pid}'")
+    for arg in argv:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(arg) if name is not None}
+        except ValueError as err:
+            raise ValueError(f"{arg!r}: {err}; write {{{{ and }}}} for braces") from None
+        if unknown := names - set(PLACEHOLDERS):
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}} in {arg!r}; "
+                "use {pid} or {cgroup} (write {{ and }} for braces)"
+            )
+    return argv
+
+
 def _signal_name(number: int) -> str:
     return signal.Signals(number).name
 
@@ -256,6 +284,12 @@ SETTINGS: tuple[Setting, ...] = (
         "env", _environment, Where.RUN | Where.STEP, "KEY=VALUE, repeatable.",
         default=MappingProxyType({}), toml=(dict,), example='{ LANG = "C" }',
         metavar="KEY=VALUE", multiple=True,
+    ),
+    Setting(
+        "before_kill", _hook, Where.RUN,
+        "At a breach of a ceiling or the timeout, run CMD before the first signal (at most "
+        "5 s), e.g. 'py-spy dump --pid {pid}'; {cgroup} is the run's cgroup.",
+        metavar="CMD",
     ),
     Setting(
         "backend", _choice(str, CHOICES), Where.RUN | Where.LADDER,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import shlex
 import signal as signal_module
 from dataclasses import asdict, dataclass, field, fields
 
 # 2: one unit convention (`_bytes`, `_s`, `_pct` percentages), ended_at, hostname,
 # tiered_run_version, not_enforced; enforced_by_kernel lists only ceilings that are set.
-SCHEMA_VERSION = 2
+# 3: before_kill, what --before-kill ran and printed.
+SCHEMA_VERSION = 3
 
 
 class Outcome(enum.Enum):
@@ -48,6 +50,57 @@ class Event:
     t: float
     kind: str
     message: str
+
+
+@dataclass(frozen=True)
+class BeforeKill:
+    """What `--before-kill` ran when a ceiling or the timeout was breached, before the first
+    ending signal, and what it printed (stdout and stderr together).
+
+    `returncode` is None when it was killed (it ran past its time, or a second signal
+    hurried the end) or could not be started (`error` says why). `output` is cut to its
+    first bytes, and `truncated` says so: a dump must not swell the report.
+    """
+
+    command: tuple[str, ...]
+    returncode: int | None
+    duration_s: float
+    output: str
+    truncated: bool = False
+    timed_out: bool = False
+    error: str | None = None
+
+    def summary(self) -> str:
+        """One line: how it ended and how much it said."""
+        if self.error is not None:
+            how = f"could not be started ({self.error})"
+        elif self.timed_out:
+            how = f"killed after {self.duration_s:.1f} s, its time limit"
+        elif self.returncode is None:
+            how = f"killed after {self.duration_s:.1f} s to hurry the end"
+        else:
+            how = f"exited with code {self.returncode} after {self.duration_s:.1f} s"
+        size = len(self.output.encode(errors="surrogateescape"))
+        said = f"{size} bytes of output" + (" (cut)" if self.truncated else "")
+        return f"{shlex.join(self.command)}: {how}, {said}"
+
+    def framed(self) -> str:
+        """The output between two marker lines, as the log and the terminal show it."""
+        body = self.output if not self.output or self.output.endswith("\n") else self.output + "\n"
+        return (
+            f"tiered-run: before-kill: {self.summary()}\n{body}"
+            "tiered-run: before-kill: end of output\n"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "command": list(self.command)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> BeforeKill:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["command"] = tuple(values.get("command") or ())  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -109,6 +162,8 @@ class RunReport:
     memory_split: dict[str, int | None] | None = None
     events: tuple[Event, ...] = ()
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
+    # What --before-kill ran at the breach, and its output; None when nothing ran.
+    before_kill: BeforeKill | None = None
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -122,6 +177,8 @@ class RunReport:
         data["not_enforced"] = list(self.not_enforced)
         if self.host is not None:
             data["host"]["protected_cpus"] = list(self.host.protected_cpus)
+        if self.before_kill is not None:
+            data["before_kill"] = self.before_kill.to_dict()
         return {"schema_version": SCHEMA_VERSION, **data}
 
     @classmethod
@@ -146,4 +203,6 @@ class RunReport:
             TimelinePoint(**point)
             for point in data.get("timeline", ())  # type: ignore[union-attr]
         )
+        hook = data.get("before_kill")
+        values["before_kill"] = BeforeKill.from_dict(hook) if isinstance(hook, dict) else None
         return cls(**values)  # type: ignore[arg-type]

@@ -91,6 +91,9 @@ class RunSpec:
     log: Path | None = None
     protected_cpus: tuple[int, ...] = ()
     privileges: Privileges = field(default_factory=Privileges)
+    # --before-kill: run at a breach before the first ending signal; `{pid}` and `{cgroup}`
+    # are filled in then (engine.before_kill). Empty: nothing runs.
+    before_kill: tuple[str, ...] = ()
     # What the plan let through but the user should know: an override of the tier's host
     # reserve, a run on protected CPUs allowed by the flag. Every report repeats them.
     warnings: tuple[str, ...] = ()

@@ -115,11 +115,14 @@ def wait_until_settled(
     read: Callable[[], HostState],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    on_wait: Callable[[float, list[Miss]], None] | None = None,
 ) -> SettleResult:
     """Sample the host every `interval` until it is healthy or `timeout` has passed.
 
     The first sample is taken at once, so a healthy host costs no waiting at all; the last
-    one is taken at the bound, so a host that settles just in time still passes.
+    one is taken at the bound, so a host that settles just in time still passes. Before
+    each wait, `on_wait` gets the seconds waited so far and what the host misses: a wait
+    of a minute must say why it waits.
     """
     start = clock()
     deadline = start + thresholds.timeout
@@ -133,6 +136,8 @@ def wait_until_settled(
             return SettleResult(True, now - start, samples, state)
         if now >= deadline:
             return SettleResult(False, now - start, samples, state, tuple(misses))
+        if on_wait is not None:
+            on_wait(now - start, misses)
         sleep(min(thresholds.interval, deadline - now))
 
 

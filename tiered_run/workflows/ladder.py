@@ -19,9 +19,16 @@ from tiered_run.model.host import HostState
 from tiered_run.model.report import Event, Outcome, RunReport, signal_name
 from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_UNHEALTHY, signal_exit
-from tiered_run.policy.settle import SettleResult, host_dict, host_from_dict, wait_until_settled
+from tiered_run.policy.settle import (
+    Miss,
+    SettleResult,
+    Thresholds,
+    host_dict,
+    host_from_dict,
+    wait_until_settled,
+)
 
-LADDER_SCHEMA_VERSION = 2
+LADDER_SCHEMA_VERSION = 3  # 3: run reports of schema 3 (before_kill) inside
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
 
@@ -140,6 +147,7 @@ def run_ladder(
     sleep: Callable[[float], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
+    on_settle: Callable[[str], None] | None = None,
 ) -> LadderReport:
     """Run the steps in order, each behind the gate; stop at the first failure unless
     keep_going. A host that does not settle, or an interruption, always stops the ladder.
@@ -150,6 +158,9 @@ def run_ladder(
     The exit code is that of the first problem: a failing step's own code (EXIT_EXPECTATION if
     it exited 0 where a breach was expected), EXIT_UNHEALTHY for the gate, 128 + N for a
     signal N to tiered-run (130 for Ctrl-C), which also ends the settle wait at once.
+
+    A settle wait is said once through `on_progress` (with why: what the host misses) and
+    at every look through `on_settle` (a live status line).
     """
     if runner is None:
         from tiered_run.engine.supervisor import run as runner
@@ -168,7 +179,8 @@ def run_ladder(
             continue
         try:
             gate = ladder.settle if not remote else None
-            settle = wait_until_settled(gate, read, clock, sleep) if gate else None
+            waiting = _waiting(step, gate, say, on_settle) if gate else None
+            settle = wait_until_settled(gate, read, clock, sleep, waiting) if gate else None
         except _Signalled as stop:
             reason = f"interrupted by {stop.name} while waiting for the host to settle"
             results.append(StepResult(step, StepStatus.NOT_RUN, reason=reason))
@@ -204,6 +216,24 @@ def run_ladder(
             problems.append((LadderOutcome.FAILED, code, f"{step.label} failed: {reason}"))
             stopped = None if keep_going else f"{step.label} failed"
     return _summary(ladder, results, problems, stopped is not None, clock() - start)
+
+
+def _waiting(
+    step: Step, gate: Thresholds, say: Callable[[str], None], live: Callable[[str], None] | None
+) -> Callable[[float, list[Miss]], None]:
+    """What a settle wait tells: why it waits, once as progress and at every look live."""
+    said = False
+
+    def tell(waited: float, misses: list[Miss]) -> None:
+        nonlocal said
+        why = "; ".join(miss.describe() for miss in misses)
+        if not said:
+            said = True
+            say(f"{step.label}: waiting up to {gate.timeout:g} s for the host to settle: {why}")
+        if live is not None:
+            live(f"{step.label}: settle wait {waited:.0f} s of {gate.timeout:g} s: {why}")
+
+    return tell
 
 
 def _no_host() -> HostState:
