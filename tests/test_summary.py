@@ -12,6 +12,7 @@ from factories import make_report
 from workloads import MEMORY_HOG, PY
 
 from tiered_run.model.report import Outcome
+from tiered_run.render.junit import render_ladder_junit
 from tiered_run.render.markdown import render_run_markdown
 from tiered_run.render.run import render_table, report_rows
 from tiered_run.workflows.ladder import LADDER_SCHEMA_VERSION, LadderReport
@@ -105,8 +106,8 @@ def test_outside_text_cannot_break_the_table_or_become_html():
     assert "&lt;script&gt;" in command_row
 
 
-def test_a_ladder_report_read_back_is_the_same_report(tmp_path):
-    data = {
+def _ladder_data() -> dict:
+    return {
         "schema_version": LADDER_SCHEMA_VERSION,
         "kind": "ladder",
         "name": "l",
@@ -132,7 +133,29 @@ def test_a_ladder_report_read_back_is_the_same_report(tmp_path):
             },
         ],
     }  # fmt: skip
+
+
+def test_a_ladder_report_read_back_is_the_same_report():
+    data = _ladder_data()
     assert LadderReport.from_dict(data).to_dict() == data
+
+
+def test_a_step_the_host_did_not_settle_for_is_an_error_in_junit():
+    """A ladder stopped with exit 120 showed failures="0" errors="0" in JUnit: green."""
+    data = _ladder_data()
+    data["outcome"], data["exit_code"] = "unhealthy", 120
+    del data["steps"][0]
+    blocked = data["steps"][0]
+    blocked["settle"] = {"settled": False, "waited_s": 60.0, "samples": 60, "missed": [
+        {"key": "load_max", "value": 9.0, "limit": 0.5, "resource": None}]}  # fmt: skip
+    blocked["host_before"] = {"load1": 9.0, "memory_available_bytes": 1 << 30,
+                              "pressure_pct": {}, "pressure_max_pct": None}  # fmt: skip
+    blocked["reason"] = "host did not settle within 60 s: load 9.00 above load_max 0.5"
+    suite = ET.fromstring(render_ladder_junit(LadderReport.from_dict(data)))
+    assert (suite.get("errors"), suite.get("failures")) == ("1", "0")
+    error = suite.find("testcase/error")
+    assert error is not None and error.get("type") == "unhealthy"
+    assert "did not settle" in error.get("message", "")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Breaches and non-zero exits are failures; runs that could not start or were interrupted
 are errors, because they say nothing about the workload itself; ladder steps that never
-ran are skipped, so CI shows the whole ladder.
+ran are skipped, so CI shows the whole ladder, except the one the host did not settle for,
+an error like the unhealthy ladder it ends.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def render_ladder_junit(ladder: LadderReport) -> str:
     for result in ladder.steps:
         report = result.report
         if report is None:
-            cases.append(_Case(result.step.name, 0.0, "skipped", result.reason))
+            # The step the host did not settle for stopped the ladder (exit 120): an
+            # error, as CI must not show it green; steps after a failure are skipped.
+            blocked = result.settle is not None and not result.settle.settled
+            verdict, kind = ("error", "unhealthy") if blocked else ("skipped", "")
+            cases.append(_Case(result.step.name, 0.0, verdict, result.reason, kind))
             continue
         failed = result.status.value != "passed"
         cases.append(_judged(result.step.name, report, result.reason if failed else None))
