@@ -4,6 +4,7 @@ shows a saved report again."""
 from __future__ import annotations
 
 import json
+import shlex
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -218,3 +219,17 @@ def test_the_job_summary_is_never_appended_to_an_input_or_an_output(clash, tmp_p
     assert "GITHUB_STEP_SUMMARY" in line
     assert not marker.exists()
     assert (target.read_bytes() if target.exists() else None) == before
+
+
+@pytest.mark.parametrize("command", ["echo `echo x`", "a `` b", "`x", "plain"])
+def test_the_command_in_the_summary_is_the_command(command):
+    """Backticks became apostrophes: `echo 'echo x'` is another command."""
+    report = make_report(command=("sh", "-c", command))
+    line = render_run_markdown(report).splitlines()[2]
+    span = line[: line.index(" in tier ")]
+    fence = span[: len(span) - len(span.lstrip("`"))]
+    inner = span[len(fence) : -len(fence)]
+    if inner.startswith(" ") and inner.endswith(" "):
+        inner = inner[1:-1]  # CommonMark strips one space each side
+    assert inner == shlex.join(report.command)
+    assert fence not in inner

@@ -9,6 +9,7 @@ cannot become HTML, which GitHub renders.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from tiered_run.render.text import for_terminal, one_line
 if TYPE_CHECKING:
     from tiered_run.workflows.ladder import LadderReport
 
-_ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "'"})
+_ESCAPES = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`"})
 
 
 def render_run_markdown(report: RunReport) -> str:
@@ -30,7 +31,7 @@ def render_run_markdown(report: RunReport) -> str:
     lines = [
         f"### tiered-run: {'passed' if passed else 'failed'}: {_text(report.message)}",
         "",
-        f"`{_code(shlex.join(report.command))}` in tier {_text(report.tier or 'none')}, "
+        f"{_code(shlex.join(report.command))} in tier {_text(report.tier or 'none')}, "
         f"exit code {report.exit_code}",
         "",
     ]
@@ -85,5 +86,11 @@ def _text(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """Text for a code span: a backtick would end it, so it becomes a quote."""
-    return one_line(for_terminal(text)).replace("`", "'")
+    """`text` as a Markdown code span, shown as it is: fenced by one backtick more than
+    the longest run of backticks in it (CommonMark's rule), padded where it starts or
+    ends with one."""
+    text = one_line(for_terminal(text))
+    runs = re.findall("`+", text)
+    fence = "`" * (max((len(run) for run in runs), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
