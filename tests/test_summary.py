@@ -167,6 +167,7 @@ def test_a_step_the_host_did_not_settle_for_is_an_error_in_junit():
         ("[1, 2]", "not a tiered-run report"),
         ('{"kind": "calibration"}', "a calibration report; `report` shows run and ladder"),
         ('{"run_id": "x"}', "not a run report this version can read"),
+        ("{}", "not a tiered-run run or ladder report"),
     ],
 )
 def test_report_refuses_what_is_not_a_report_in_one_line(content, needle, tmp_path):
@@ -233,3 +234,28 @@ def test_the_command_in_the_summary_is_the_command(command):
         inner = inner[1:-1]  # CommonMark strips one space each side
     assert inner == shlex.join(report.command)
     assert fence not in inner
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("peak_memory_bytes", "lots"), ("command", None), ("events", [1])]
+)
+def test_a_report_with_a_field_of_another_type_is_refused_not_a_crash(key, value, tmp_path):
+    """These were internal errors: a ValueError or TypeError in showing the report."""
+    data = make_report().to_dict()
+    data[key] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    shown = _report(str(path))
+    assert shown.returncode == 125
+    (line,) = shown.stderr.strip().splitlines()
+    assert "not a run report this version can read" in line and "internal" not in line
+
+
+def test_a_newer_report_is_shown_with_a_warning_and_stdin_is_read(tmp_path):
+    data = make_report().to_dict()
+    data["schema_version"] = 99
+    data["a_key_from_the_future"] = 1
+    shown = _report("-", input=json.dumps(data).encode())
+    assert shown.returncode == 0, shown.stderr
+    assert "schema 99" in shown.stderr and "warning" in shown.stderr
+    assert shown.stdout.startswith("tiered-run: exited with code 0\n")

@@ -4,6 +4,7 @@ forms a run can write: the table, Markdown, JUnit or JSON."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ FORMATS = ("table", "markdown", "junit", "json")
 
 
 @click.command()
-@click.argument("report_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("report_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -39,8 +40,10 @@ def report(report_file: Path, fmt: str) -> int:
 
 
 def _read(path: Path) -> dict:
+    """The JSON in `path` (`-`: stdin, as `... | tiered-run report -`)."""
     try:
-        data = json.loads(path.read_bytes())
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        data = json.loads(raw)
     except OSError as err:
         raise UsageError(f"{path}: cannot be read ({err.strerror}); give a report file") from err
     except ValueError as err:
@@ -53,13 +56,13 @@ def _read(path: Path) -> dict:
 def _shown(data: dict, path: Path, fmt: str) -> str:
     """The report in `data` (a run's or a ladder's, told apart as their writers wrote
     them) in the format `fmt`."""
-    from tiered_run.model.report import RunReport
+    from tiered_run.model.report import SCHEMA_VERSION, RunReport
     from tiered_run.render import junit, ladder, markdown, run
     from tiered_run.render.json import render_dict_json, render_json
-    from tiered_run.workflows.ladder import LadderReport
+    from tiered_run.workflows.ladder import LADDER_SCHEMA_VERSION, LadderReport
 
     if data.get("kind") == "ladder":
-        kind, read = "ladder", LadderReport.from_dict
+        kind, read, known = "ladder", LadderReport.from_dict, LADDER_SCHEMA_VERSION
         renderers = {
             "table": ladder.render_ladder_table,
             "markdown": markdown.render_ladder_markdown,
@@ -67,20 +70,31 @@ def _shown(data: dict, path: Path, fmt: str) -> str:
             "json": lambda r: render_dict_json(r.to_dict()),
         }
     elif "run_id" in data:
-        kind, read = "run", RunReport.from_dict
+        kind, read, known = "run", RunReport.from_dict, SCHEMA_VERSION
         renderers = {
             "table": run.render_table,
             "markdown": markdown.render_run_markdown,
             "junit": lambda r: junit.render_junit([r]),
             "json": render_json,
         }
-    else:
+    elif "kind" in data:
         raise UsageError(
-            f"{path}: a {data.get('kind', 'unknown')} report; `report` shows run and ladder "
-            "reports (written by --report)"
+            f"{path}: a {data['kind']} report; `report` shows run and ladder reports "
+            "(written by --report)"
+        )
+    else:
+        raise UsageError(f"{path}: not a tiered-run run or ladder report (no run_id, no kind)")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > known:
+        streams.err(
+            f"tiered-run: warning: {path} is a schema {version} {kind} report, newer than "
+            f"this tiered-run's {known}: what it does not know is left out"
         )
     try:
-        shown = read(data)
-    except (KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a {kind} report this version can read ({err!r})") from err
-    return renderers[fmt](shown)
+        return renderers[fmt](read(data))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        # A field missing or of another type, found in reading it or in showing it.
+        raise UsageError(
+            f"{path}: not a {kind} report this version can read "
+            f"({type(err).__name__}: {err}); give a file --report wrote"
+        ) from err
