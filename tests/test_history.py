@@ -27,6 +27,7 @@ GROWING = "x = bytearray(int(open('size').read()) << 20); x[::4096] = b'1' * len
 @pytest.fixture
 def history(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "state" / "history.sqlite3"
+    path.parent.mkdir()
     monkeypatch.setenv("TIERED_RUN_HISTORY", str(path))
     return path
 
@@ -139,7 +140,6 @@ def test_a_locked_history_is_a_warning_and_the_code_stands(history, tmp_path):
 
 @pytest.mark.parametrize("kind", ["garbage", "symlink"])
 def test_a_broken_or_planted_history_is_a_warning_and_left_alone(kind, history, tmp_path):
-    history.parent.mkdir()
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     if kind == "garbage":
@@ -172,3 +172,13 @@ def test_a_ladder_records_each_step_that_ran(history, tmp_path):
     )
     assert result.returncode == 1, result.stderr  # step two fails; three does not run
     assert len(runs_of("true", 10, history)) == 1 and len(runs_of("false", 10, history)) == 1
+
+
+def test_a_history_in_a_directory_that_is_not_there_is_not_made(tmp_path, monkeypatch):
+    """A mistyped TIERED_RUN_HISTORY made a tree from the root down."""
+    missing = tmp_path / "no" / "such" / "h.sqlite3"
+    monkeypatch.setenv("TIERED_RUN_HISTORY", str(missing))
+    result, report = _run_with_history(tmp_path)
+    assert result.returncode == 3
+    assert any("does not exist" in w for w in report["warnings"])
+    assert not (tmp_path / "no").exists()

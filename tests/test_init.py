@@ -172,6 +172,10 @@ def test_user_and_system_configs_go_where_runs_look_for_them(tmp_path):
     assert result.returncode == 0 and user.is_file(), result.stderr
     # Under --root, as for an image: /etc/tiered-run/config.toml below it.
     image = tmp_path / "image"
+    missing = init("--system", "--root", str(image))  # a mistyped image is not made
+    assert missing.returncode == 125 and "does not exist" in missing.stderr
+    assert not image.exists()
+    image.mkdir()
     result = init("--system", "--root", str(image))
     system = image / "etc/tiered-run/config.toml"
     assert result.returncode == 0 and system.is_file(), result.stderr

@@ -23,7 +23,7 @@ from tiered_run.host import streams
 @click.option("--system", "place", flag_value="system", help="Write /etc/tiered-run/config.toml.")
 @click.option(
     "--root",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="With --user-config or --system: write below DIR as if it were / (an image).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing config.")

@@ -142,11 +142,15 @@ class _connect:
     something other than a file, or a file of another user is refused, not followed."""
 
     def __init__(self, path: Path, create: bool) -> None:
-        if create:
+        # The state directory is made as needed; a directory TIERED_RUN_HISTORY names
+        # must exist: a mistyped one is not made from the root down.
+        if create and "TIERED_RUN_HISTORY" not in os.environ:
             try:
                 make_directories(path.parent, "history", 0o700)
             except UsageError as err:
                 raise HistoryError(str(err)) from err
+        elif create and not path.parent.is_dir():
+            raise HistoryError(f"{path}: directory {path.parent} does not exist")
         try:
             st = os.lstat(path)
         except FileNotFoundError:
