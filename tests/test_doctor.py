@@ -195,3 +195,12 @@ def test_hybrid_with_systemd_from_a_login_session(tmp_path):
     assert found["cpus.online"]["severity"] == "warning"
     assert found["systemd.delegate"]["severity"] == "ok"
     assert proc.returncode == data["exit_code"]
+
+
+def test_a_config_that_is_not_there_is_refused_in_one_line(tmp_path):
+    result = run_cli(
+        "--config", str(tmp_path / "nonexist.toml"), command="doctor", report=False, text=True
+    )
+    assert result.returncode == 125
+    (line,) = result.stderr.strip().splitlines()
+    assert "does not exist" in line and result.stdout == ""

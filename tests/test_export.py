@@ -334,3 +334,30 @@ def test_the_batch_script_carries_the_tier_to_tiered_run_inside(tmp_path):
     assert last[:4] == ["exec", "tiered-run", "run", "--config"]
     assert last[last.index("--load-max") + 1] == "6.0"
     assert last[-len(COMMAND) :] == list(COMMAND)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--format", "systemd", "--image", "foo"], "--image goes with --format docker"),
+        (["--format", "systemd", "--slices", "--", "true"], "leave out -- COMMAND"),
+        (["--format", "systemd", "--dir", "x"], "--dir goes with --slices"),
+        (["--format", "docker", "--slices"], "go with --format systemd"),
+    ],
+)
+def test_options_an_export_would_ignore_are_refused(args, needle, tmp_path):
+    result = run_cli(*args, command="export", report=False, text=True, cwd=tmp_path)
+    _refused(result, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tier_for_a_larger_machine_exports_from_the_command_line_too(tmp_path):
+    """--cpus 4-19 was refused as not online here, while the same CPUs from a config
+    exported: the node the export is for is not this machine."""
+    result = run_cli(
+        "--format", "slurm", "--cpus", "4-19", "--memory", "100G", "--", "true",
+        command="export", report=False, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH --cpus-per-task=16" in result.stdout
+    assert "#SBATCH --mem=" in result.stdout

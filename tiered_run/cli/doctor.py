@@ -23,6 +23,13 @@ def doctor(tier: str | None, config_path: Path | None, as_json: bool) -> int:
     from tiered_run.render.doctor import render_doctor, render_doctor_json
     from tiered_run.workflows.doctor import run_doctor
 
+    if config_path is not None and not config_path.is_file():
+        from tiered_run.errors import UsageError
+
+        raise UsageError(
+            f"config file {config_path} does not exist or cannot be read; check the --config path",
+            key="--config",
+        )
     diagnosis = run_doctor(tier, config_path)
     streams.out(render_doctor_json(diagnosis) if as_json else render_doctor(diagnosis))
     return stdout_or_error(diagnosis.exit_code, "the diagnosis")

@@ -64,10 +64,20 @@ def export(
 
     here = read_machine()
     config = load_config(here, config_path)
-    machine = _anywhere(here, config)
-    if slices or directory is not None:
-        return _slices(fmt, slices, directory, config, machine)
     asked = RunOptions(**given(options))
+    machine = _anywhere(here, config, asked)
+    image_given = click.get_current_context().get_parameter_source("image") is (
+        click.core.ParameterSource.COMMANDLINE
+    )
+    if image_given and fmt not in ("docker", "compose", "k8s"):
+        raise UsageError(f"--image goes with --format docker, compose or k8s, not {fmt}")
+    if slices or directory is not None:
+        if command:
+            raise UsageError(
+                "--slices exports the tiers for the whole machine, not a unit for a command; "
+                "leave out -- COMMAND, or --slices"
+            )
+        return _slices(fmt, slices, directory, config, machine)
     spec = plan_run(tuple(command) or ("true",), asked, config, machine)
     if image.strip() != image or not image:
         raise UsageError(f"--image {image!r}: give an image name, e.g. --image python:3.11")
@@ -83,15 +93,15 @@ def export(
     return stdout_or_error(0, f"the {fmt} export")
 
 
-def _anywhere(machine: Any, config: Any) -> Any:
+def _anywhere(machine: Any, config: Any, asked: Any) -> Any:
     """The machine a tier is exported for: this one, widened to every CPU and amount of
-    memory the config's tiers name, so a tier written for a larger machine exports here
-    (its ceilings are still checked against each other)."""
+    memory the config's tiers and the command line name, so a tier for a larger machine
+    exports here (its ceilings are still checked against each other)."""
     from dataclasses import replace
 
     cpus = set(machine.cpus)
     memory = machine.memory_total
-    for tier in config.tiers.values():
+    for tier in [*config.tiers.values(), asked]:
         cpus.update(tier.cpus or ())
         memory = max(memory, tier.memory or 0, tier.memory_high or 0)
     return replace(machine, cpus=tuple(sorted(cpus)), memory_total=memory)
@@ -101,10 +111,12 @@ def _slices(fmt: str, slices: bool, directory: Path | None, config: Any, machine
     from tiered_run.errors import UsageError
     from tiered_run.export.systemd import slice_files, write_files
 
-    if fmt != "systemd" or not slices:
+    if fmt != "systemd":
         raise UsageError(
             "--slices and --dir go with --format systemd, e.g. --format systemd --slices"
         )
+    if not slices:
+        raise UsageError("--dir goes with --slices: it is where the slice files are written")
     files = slice_files(config.tiers, machine, config.source)
     if directory is None:
         for index, (path, text) in enumerate(files):
