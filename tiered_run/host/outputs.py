@@ -303,7 +303,7 @@ def _opened(path: str | Path, option: str) -> Iterator[Opened]:
     try:
         target = open_parent(text)
     except UnsafePath as err:
-        raise UsageError(f"{option} {text}: {err}; choose another path") from None
+        raise UsageError(f"{option} {err.said_of(text)}; choose another path") from None
     try:
         if any(target.path == tree or target.path.startswith(tree + "/") for tree in _KERNEL_TREES):
             hint = " (the output already goes to stdout)" if option == "--log" else ""

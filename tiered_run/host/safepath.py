@@ -41,6 +41,11 @@ _ENTRY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 class UnsafePath(Exception):
     """The path cannot be walked safely, or not at all; the message says why and how to fix."""
 
+    def said_of(self, path: str | os.PathLike[str]) -> str:
+        """`PATH: why`, naming the path once where the message starts with it already."""
+        text, why = os.fspath(path), str(self)
+        return why if why.startswith(text + ":") else f"{text}: {why}"
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -242,7 +247,7 @@ def make_directories(path: Path, option: str, mode: int = 0o755) -> None:
         try:
             target = open_parent(directory)
         except UnsafePath as err:
-            raise UsageError(f"{option} {path}: {err}; choose another path") from None
+            raise UsageError(f"{option} {err.said_of(path)}; choose another path") from None
         try:
             if target.stat is None:
                 os.mkdir(target.name, mode, dir_fd=target.dir_fd)

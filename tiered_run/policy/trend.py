@@ -27,7 +27,7 @@ class Trend:
     def describe(self) -> str:
         if self.change_pct is None:
             return f"{self.figure}: no trend yet (needs {MIN_RUNS} runs with it, has {self.runs})"
-        return f"{self.figure} {self.change_pct:+.0f} % over the last {self.runs} runs"
+        return f"{self.figure} {round(self.change_pct):+d} % over the last {self.runs} runs"
 
     def to_dict(self) -> dict[str, object]:
         change = None if self.change_pct is None else round(self.change_pct, 1)

@@ -88,4 +88,4 @@ def _by_command(runs: Sequence[Recorded]) -> dict[str, list[Recorded]]:
 
 
 def _change(item: Trend) -> str:
-    return "-" if item.change_pct is None else f"{item.change_pct:+.0f} %"
+    return "-" if item.change_pct is None else f"{round(item.change_pct):+d} %"  # no "-0 %"
