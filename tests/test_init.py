@@ -237,3 +237,11 @@ def test_a_symlink_at_the_config_s_place_is_not_written_through(tmp_path):
     assert result.returncode == 125 and "never overwrites" in result.stderr
     assert not elsewhere.exists()
     assert (tmp_path / "tiered-run.toml").is_symlink()
+
+
+def test_a_config_the_new_one_hides_is_pointed_out(tmp_path):
+    """A pyproject.toml's [tool.tiered-run] stopped being read without a word."""
+    (tmp_path / "pyproject.toml").write_text('[tool.tiered-run.tiers.x]\ncpus = "0"\n')
+    result = init()
+    assert result.returncode == 0, result.stderr
+    assert f"instead of {tmp_path / 'pyproject.toml'} from now on" in result.stderr

@@ -96,7 +96,8 @@ def write_config(made: Made, force: bool, option: str = "init") -> list[str]:
 
 def read_back(path: Path) -> list[str]:
     """What would keep a run from reading `path`: the trust check (ours, and root's when
-    we are not root: sudo runs read as root), and an earlier config in the search order."""
+    we are not root: sudo runs read as root), an earlier config in the search order, and
+    a later one it now hides."""
     warnings = []
     try:
         open_trusted(path).close()
@@ -110,28 +111,46 @@ def read_back(path: Path) -> list[str]:
                 f"run as root (sudo tiered-run ...), tiered-run will not read it: {problem}; "
                 "for root's runs, write root's config with sudo tiered-run init --system"
             )
-    found = _earlier_configs(path)
-    if found is None:
+    around = _configs_around(path)
+    if around is None:
         warnings.append(
             f"runs do not look for it there: give --config {path}, or TIERED_RUN_CONFIG={path}"
         )
-    elif found:
-        warnings.append(f"{found[0]} is read before it (see tiered-run tiers)")
+    elif around[0]:
+        warnings.append(f"{around[0][0]} is read before it (see tiered-run tiers)")
+    elif around[1]:
+        warnings.append(
+            f"runs read it instead of {around[1][0]} from now on: the tiers there are no "
+            f"longer read (move what you need into {path})"
+        )
     return warnings
 
 
-def _earlier_configs(path: Path) -> list[Path] | None:
-    """The configs a run finds before `path` in the search order; None when a run does
-    not look at `path` at all."""
-    earlier = []
+def _configs_around(path: Path) -> tuple[list[Path], list[Path]] | None:
+    """The configs a run finds before `path` in the search order, and those it found
+    after it (one of which it read until now); None when a run does not look at `path`."""
+    earlier: list[Path] = []
+    seen = None
     for candidate, in_pyproject in candidate_paths(Path.cwd(), Path.home()):
         try:
-            if candidate.exists() and os.path.samefile(candidate, path):
-                return earlier
-            if candidate.is_file() and (
-                not in_pyproject or "[tool.tiered-run]" in candidate.read_text(errors="replace")
-            ):
+            if seen is None and candidate.exists() and os.path.samefile(candidate, path):
+                seen = earlier
+                earlier = []
+                continue
+            if candidate.is_file() and (not in_pyproject or _has_our_section(candidate)):
                 earlier.append(candidate)
         except OSError:
             continue
-    return None
+    return None if seen is None else (seen, earlier)
+
+
+def _has_our_section(pyproject: Path) -> bool:
+    """Whether a pyproject.toml configures tiered-run (`[tool.tiered-run]`, or a table
+    below it such as `[tool.tiered-run.tiers.x]`), as a run reads it."""
+    import tomllib
+
+    try:
+        tool = tomllib.loads(pyproject.read_text(errors="replace")).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(tool, dict) and "tiered-run" in tool
