@@ -322,6 +322,8 @@ def shown(setting: Setting, value: Any) -> str:
     """A value as a user would type it: `2 s`, `TERM`, `warn`."""
     if setting.unit == "s":
         return format_duration(value)
+    if isinstance(setting.default, signal.Signals) and isinstance(value, int):
+        value = signal.Signals(value)  # kept as a number in a run's limits
     if isinstance(value, signal.Signals):
         return value.name.removeprefix("SIG")
     return str(value.value if isinstance(value, enum.Enum) else value)
