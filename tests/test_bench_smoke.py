@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
-STARTUP_FIGURES = ("startup", "import_time", "version_wall")
+STARTUP_FIGURES = ("startup", "startup_cpu", "import_time", "version_wall")
 
 
 def run_bench(tmp_path: Path, *extra: str) -> dict:
@@ -39,6 +39,7 @@ def test_startup_figures_are_written(tmp_path: Path) -> None:
             assert key in figure, (name, key)
     assert is_number(figures["startup"]["measured"]["tiered-run_ms"])
     assert is_number(figures["startup"]["measured"]["bare_ms"])
+    assert is_number(figures["startup_cpu"]["measured"]["tiered-run_ms"])
     assert is_number(figures["import_time"]["value"])
     assert is_number(figures["import_time"]["measured"]["run_path_ms"])
     assert is_number(figures["version_wall"]["value"])
