@@ -38,6 +38,7 @@ def output(bench: Bench) -> None:
     samplers["tiered-run --log"] = partial(flood_under, "tiered-run", True, FLOOD)
     if bench.has("timeout"):
         samplers["timeout"] = partial(flood_under, "timeout", False, FLOOD)
+    samplers["tee"] = partial(tee_flood, bench)
     samplers["tiered-run, no output"] = partial(flood_under, "tiered-run", False, "pass")
     samplers["bare, no output"] = partial(flood_under, "bare", False, "pass")
     got = interleave(rounds, samplers, failures, warmup=True)
@@ -79,3 +80,81 @@ def output(bench: Bench) -> None:
             failures=failures if key == "output_plain" else [],
         )
         bench.add(figure.judged(1.2, "x"))
+    tee_figure(bench, wall, got)
+    log_memory(bench)
+
+
+def tee_flood(bench: Bench) -> float:
+    """The same flood through `CMD | tee FILE`, tee's stdout to /dev/null as the guards'."""
+    log_file = bench.path("tee-log")
+    argv = ["sh", "-c", '"$0" -c "$1" | tee "$2"', PY, FLOOD, str(log_file)]
+    try:
+        wall = bench.wall_ms(argv, 120)
+        if log_file.stat().st_size != FLOOD_MIB * MiB:
+            raise SampleError(f"tee's file holds {log_file.stat().st_size} bytes")
+    finally:
+        log_file.unlink(missing_ok=True)
+    return wall
+
+
+def tee_figure(bench: Bench, wall: dict[str, float | None], got: dict[str, list[float]]) -> None:
+    mine, tee = wall.get("tiered-run --log"), wall.get("tee")
+    mine_s, tee_s = got.get("tiered-run --log", []), got.get("tee", [])
+    pairs = [m / t for m, t in zip(mine_s, tee_s, strict=False) if t]
+    value = ratio(mine, tee)
+    figure = Figure(
+        key="output_log_vs_tee",
+        label=f"output: {FLOOD_MIB} MiB through --log, wall / tee (`CMD` piped to `tee FILE`)",
+        value=value,
+        unit="x tee",
+        shown=f"{value:.2f}x tee ({fmt(mine, ' ms', 0)})" if value is not None else "failed",
+        target="<= 1.2x tee (aim 1.0x)",
+        peers={"runexec": "-", "timeout": "-", "bare": f"tee {fmt(tee, ' ms', 0)}"},
+        measured={"tiered_run_log_ms": mine, "tee_ms": tee},
+        note=f"paired median {median(pairs):.2f}x" if pairs else "",
+        samples={"tee_ms": got.get("tee", [])},
+    )
+    bench.add(figure.judged(1.2, "x"))
+
+
+LOG_MIB = 1024
+
+
+def log_memory(bench: Bench) -> None:
+    """tiered-run's peak RSS while 1 GiB passes through --log: ru_maxrss from wait4, the
+    largest of tiered-run and the processes it waited for (the workload, a small Python)."""
+    rounds = max(1, bench.settings.output_rounds // 3)
+    log(f"output: {LOG_MIB} MiB through --log, peak RSS, {rounds} rounds")
+    failures: list[str] = []
+    code = FLOOD.replace(f"range({FLOOD_MIB})", f"range({LOG_MIB})")
+
+    def peak_kib() -> float:
+        log_file = bench.path("rss-log")
+        argv = bench.argv("tiered-run", [PY, "-c", code], timeout=120, log_file=log_file)
+        try:
+            with bench.launch(argv) as run:
+                run.wait(180)
+            if run.returncode != 0:
+                raise run.failure()
+            if log_file.stat().st_size != LOG_MIB * MiB:
+                raise SampleError(f"--log holds {log_file.stat().st_size} bytes")
+        finally:
+            log_file.unlink(missing_ok=True)
+        return float(run.rusage.ru_maxrss)
+
+    got = interleave(rounds, {"tiered-run": peak_kib}, failures)
+    peak = median(got["tiered-run"])
+    value = peak / 1024 if peak is not None else None
+    figure = Figure(
+        key="log_peak_rss",
+        label=f"peak RSS of tiered-run, {LOG_MIB} MiB through --log (wait4 ru_maxrss)",
+        value=value,
+        unit="MiB",
+        shown=fmt(value, " MiB"),
+        target="<= 40 MiB (aim 30 MiB)",
+        measured={"peak_kib": peak},
+        note="the largest of tiered-run and the processes it waited for",
+        samples={"peak_kib": got["tiered-run"]},
+        failures=failures,
+    )
+    bench.add(figure.judged(40, " MiB"))
