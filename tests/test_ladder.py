@@ -197,7 +197,14 @@ kill_after = "500ms"
 signal = "INT"
 nice = 5
 cpu_weight = 100
+cpu_quota = "150%"
 io_weight = 200
+io_read_max = "100M"
+io_write_max = "50M"
+io_read_iops_max = 2000
+io_write_iops_max = 1000
+io_device = "/"
+memory_low = "128M"
 load_max = 40
 pressure_max = 80.5
 on_load = "warn"
@@ -221,6 +228,14 @@ def test_every_key_the_format_accepts_works(tmp_path):
     ladder = load_ladder(write(tmp_path, text))
     (spec,) = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 200)
+    assert spec.limits.cpu_quota == 150 and spec.limits.memory_low == 128 * 1024**2
+    assert spec.limits.io_max == {
+        "rbps": 100 * 1024**2,
+        "wbps": 50 * 1024**2,
+        "riops": 2000,
+        "wiops": 1000,
+    }
+    assert spec.limits.io_device is not None
     assert spec.limits.timeout == 300 and spec.limits.kill_after == 0.5
     assert spec.limits.pressure_max == 80.5 and spec.limits.nice == 5
     assert spec.limits.stop_signal == signal.SIGINT

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tiered_run.errors import UsageError
+from tiered_run.host.blockdev import device_of
 from tiered_run.host.machine import Machine
 from tiered_run.host.outputs import OutputKind, check_output
 from tiered_run.inputs.config import Config
 from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.inputs.settings import LIMITS, Setting, Where, term, with_settings
 from tiered_run.inputs.units import MAX_INTERVAL
-from tiered_run.model.spec import Privileges, RunSpec, UserSpec
+from tiered_run.model.spec import Limits, Privileges, RunSpec, UserSpec
 from tiered_run.policy.tiers import (
     check_protected,
     protected_tiers,
@@ -62,6 +63,7 @@ def plan_run(
         protected=owners,
         from_file=options.from_file,
     )
+    limits = _with_io_device(limits, options.cwd)
     where = f"tier {tier.name!r} (from {config.source})"
     if options.cpus is not None:
         where = term("cpus", options.from_file)
@@ -107,6 +109,21 @@ def plan_run(
         privileges=privileges,
         warnings=tuple(warning for warning in warnings if warning),
     )
+
+
+def _with_io_device(limits: Limits, cwd: Path | None) -> Limits:
+    """I/O ceilings without io_device apply to the disk of the working directory, where a
+    build or a test suite does its I/O."""
+    if limits.io_device is not None or not limits.io_max:
+        return limits
+    where = cwd or Path.cwd()
+    try:
+        return replace(limits, io_device=device_of(where))
+    except ValueError as err:
+        raise UsageError(
+            f"I/O ceilings need a disk: {err}; give one with --io-device (io_device)",
+            key="--io-device",
+        ) from err
 
 
 def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSpec | None:

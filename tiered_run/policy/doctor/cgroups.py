@@ -230,10 +230,11 @@ def _backend_remedy(facts: Facts) -> str:
 
 def _weak_remedy(weak: list[str], facts: Facts) -> str:
     hints = []
-    if {"cpu_weight", "io_weight"} & set(weak):
+    shares = [k for k in weak if k.startswith(("cpu_", "io_")) or k == "memory_low"]
+    if shares:
         hints.append(
-            "cpu_weight and io_weight need the systemd backend (systemd as PID 1, root); "
-            "leave them out of tiers here"
+            f"{', '.join(shares)} need the kernel's controller for the run (cpu, io or blkio; "
+            "memory.low on cgroup v2): mount or delegate it, or leave them out of tiers here"
         )
     if "memory_high" in weak:
         hints.append(
