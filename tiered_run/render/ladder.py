@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from tiered_run.inputs.units import format_duration
 from tiered_run.model.report import Outcome
-from tiered_run.render.run import peak_of, tasks_cell
+from tiered_run.render.run import io_of, peak_of, tasks_cell
 from tiered_run.render.text import for_terminal, one_line, truncate
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def render_ladder_table(ladder: LadderReport) -> str:
                 "-" if report is None else format_duration(report.wall_s),
                 "-" if report is None else peak_of(report),
                 "-" if report is None else tasks_cell(report).replace(" of ", " / "),
+                "-" if report is None else io_of(report),
                 "-" if report is None else report.leftover_killed,
                 "-"
                 if before is None or after is None
@@ -43,7 +44,7 @@ def render_ladder_table(ladder: LadderReport) -> str:
         if result.reason and (result.status.value != "passed" or notable):
             notes.append(f"  {step.label}: {one_line(result.reason)}")
     headers = ["#", "step", *(["expect"] if show_expect else []), "result", "outcome", "wall"]
-    headers += ["peak memory", "peak tasks", "leftovers", "host load"]
+    headers += ["peak memory", "peak tasks", "I/O read / written", "leftovers", "host load"]
     lines = [tabulate(rows, headers=headers, disable_numparse=True)]
     if notes:
         lines += ["", *notes]
