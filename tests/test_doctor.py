@@ -62,7 +62,7 @@ def config(tmp_path: Path, text: str = SOFT_TIER, mode: int = 0o644) -> Path:
 def test_the_json_keys_are_pinned():
     _, data = diagnosis()
     assert set(data) == DOCTOR_JSON_KEYS
-    assert data["schema_version"] == 1 and data["kind"] == "doctor"
+    assert data["schema_version"] == 2 and data["kind"] == "doctor"
     assert set(data["machine"]) == DOCTOR_MACHINE_JSON_KEYS
     assert set(data["machine"]["guards"]) == DOCTOR_GUARDS_JSON_KEYS
     assert set(data["tier"]) == DOCTOR_TIER_JSON_KEYS

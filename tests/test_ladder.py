@@ -485,7 +485,7 @@ def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
     data = proc.report
     assert proc.returncode == EXIT_MEMORY, proc.stderr
     assert not marker.exists()
-    assert data["schema_version"] == 2 and data["outcome"] == "failed"
+    assert data["schema_version"] == 3 and data["outcome"] == "failed"
     assert [s["status"] for s in data["steps"]] == ["passed", "failed", "not_run"]
     hog, after = data["steps"][1], data["steps"][2]
     assert hog["report"]["outcome"] == "memory" and hog["report"]["exit_code"] == EXIT_MEMORY

@@ -173,6 +173,10 @@ def _rate(raw: object) -> int:
     return parse_size(text, ceiling=True)  # type: ignore[arg-type]
 
 
+def _device_spec(device: BlockDevice) -> str:
+    return device.spec  # the report's `io_device`: `MAJ:MIN`, as the kernel's files name it
+
+
 def _device(raw: object) -> BlockDevice:
     """A disk (`/dev/sda`), or a path whose filesystem's disk is meant."""
     if not isinstance(raw, str) or not raw or "\0" in raw:
@@ -285,7 +289,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "io_device", _device, _RUNS,
         "Disk of the I/O ceilings, or a path on it; default: the working directory's.",
-        example='"/var/tmp"', metavar="PATH", limit=True, to_json=lambda d: d.spec,
+        example='"/var/tmp"', metavar="PATH", limit=True, to_json=_device_spec,
     ),
     Setting(
         "memory_low", _CEILING, _RUNS,

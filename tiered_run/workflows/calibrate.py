@@ -24,7 +24,7 @@ from tiered_run.policy.calibration import (
     recommend,
 )
 
-CALIBRATION_SCHEMA_VERSION = 2  # 2: run reports of schema 2 inside
+CALIBRATION_SCHEMA_VERSION = 3  # 3: run reports of schema 3 inside
 
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 

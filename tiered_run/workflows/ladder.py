@@ -19,7 +19,7 @@ from tiered_run.model.spec import RunSpec
 from tiered_run.policy.exit_codes import EXIT_EXPECTATION, EXIT_UNHEALTHY, signal_exit
 from tiered_run.policy.settle import SettleResult, host_dict, wait_until_settled
 
-LADDER_SCHEMA_VERSION = 2
+LADDER_SCHEMA_VERSION = 3  # 3: run reports of schema 3 inside
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
 
