@@ -148,7 +148,7 @@ class Cgroup1Backend(Backend):
             parents, unified = _parents(mounts, own_cgroups())
         except (BackendError, OSError) as err:
             return Probe(False, str(err))
-        missing = [c for c in CONTROLLERS if c not in parents]  # the optional ones may be
+        missing = [c for c in CONTROLLERS if c not in parents]  # OPTIONAL ones may be missing
         if missing:
             return Probe(False, f"cgroup v1 controllers not mounted: {', '.join(missing)}")
         locked = [c for c, p in parents.items() if not os.access(p, os.W_OK)]

@@ -104,7 +104,8 @@ def capabilities_of(
     """What the kernel does for a run with `controllers`; `group` is the run's cgroup (or,
     before there is one, its parent), whose files say whether the kernel is recent enough
     for memory.peak and cgroup.kill. Without memory, memory is sampled; without pids, tasks;
-    without io, the tree's I/O is summed from /proc/PID/io."""
+    without io, the tree's I/O where the tree is walked for those (never just for it: the
+    walk's cost grows with the tree)."""
     caps = {Capability.FREEZE}
     if "cpuset" in controllers:
         caps.add(Capability.CPUSET)
@@ -333,13 +334,13 @@ class Cgroup2Backend(Backend):
             tasks_peak = counters.int("pids.peak")
             tasks_refused = counters.keyed("pids.events").get("max", 0)
         io = parse_io_stat(counters.text("io.stat")) if "io" in controllers else None
-        if not {"memory", "pids", "io"} <= controllers:
+        if not {"memory", "pids"} <= controllers:
             totals = measure(run.tree_procs())
             if "memory" not in controllers:
                 memory, split = totals.memory, totals.split
             if "pids" not in controllers:
                 tasks = totals.threads
-            if "io" not in controllers:
+            if "io" not in controllers:  # the walk is made anyway: its I/O comes free
                 io = self._io_tally.add(totals.io)
         cpu_stat = counters.keyed("cpu.stat")
         usage_usec, throttled = cpu_stat.get("usage_usec"), cpu_stat.get("throttled_usec")
