@@ -152,3 +152,25 @@ def test_an_io_weight_file_counts_only_where_something_reads_it(tmp_path: Path, 
     assert shares.io_weight_file(group, tmp_path) == "io.bfq.weight"
     (tmp_path / "io.cost.qos").write_text("8:0 enable=1 ctrl=auto rpct=0.00\n")
     assert shares.io_weight_file(group, tmp_path) == "io.weight"
+
+
+def test_io_ceilings_default_to_the_working_directorys_disk(tmp_path: Path):
+    from tiered_run.errors import UsageError
+    from tiered_run.host.blockdev import device_of
+    from tiered_run.host.machine import Machine
+    from tiered_run.inputs.config import parse_config
+    from tiered_run.inputs.plan import RunOptions, plan_run
+
+    machine = Machine(cpus=(0, 1), memory_total=8 << 30)
+    config = parse_config({}, machine, "c.toml")
+    try:
+        disk = device_of(tmp_path)
+    except ValueError as err:
+        pytest.skip(f"the temporary directory is on no disk: {err}")
+    options = RunOptions(io_write_max=10 * MiB, cwd=tmp_path)
+    assert plan_run(("true",), options, config, machine).limits.io_device == disk
+    unset = plan_run(("true",), RunOptions(cwd=tmp_path), config, machine).limits
+    assert unset.io_device is None  # no throttle, no disk
+    nowhere = Path("/proc")  # procfs: no block device under it
+    with pytest.raises(UsageError, match=r"working directory's disk: /proc is not on a block"):
+        plan_run(("true",), RunOptions(io_read_max=MiB, cwd=nowhere), config, machine)

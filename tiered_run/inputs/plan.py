@@ -63,7 +63,7 @@ def plan_run(
         protected=owners,
         from_file=options.from_file,
     )
-    limits = _with_io_device(limits, options.cwd)
+    limits = _with_io_device(limits, options.cwd, options.from_file)
     where = f"tier {tier.name!r} (from {config.source})"
     if options.cpus is not None:
         where = term("cpus", options.from_file)
@@ -111,18 +111,18 @@ def plan_run(
     )
 
 
-def _with_io_device(limits: Limits, cwd: Path | None) -> Limits:
+def _with_io_device(limits: Limits, cwd: Path | None, from_file: bool) -> Limits:
     """I/O ceilings without io_device apply to the disk of the working directory, where a
     build or a test suite does its I/O."""
     if limits.io_device is not None or not limits.io_max:
         return limits
-    where = cwd or Path.cwd()
     try:
-        return replace(limits, io_device=device_of(where))
+        return replace(limits, io_device=device_of(cwd or Path.cwd()))
     except ValueError as err:
+        key = term("io_device", from_file)
         raise UsageError(
-            f"I/O ceilings need a disk: {err}; give one with --io-device (io_device)",
-            key="--io-device",
+            f"the I/O ceilings apply to the working directory's disk: {err} (with {key})",
+            key=key,
         ) from err
 
 
