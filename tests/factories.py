@@ -107,7 +107,7 @@ V1_MOUNTS = tuple(
 )
 V1_GROUPS = tuple(
     OwnGroup(name, "/", f"/sys/fs/cgroup/{name}", True, 0)
-    for name in ("cpuset", "memory", "pids", "freezer", "cpuacct")
+    for name in ("cpuset", "memory", "pids", "freezer", "cpuacct", "cpu", "blkio")
 )
 V1_CAPS = frozenset(
     {

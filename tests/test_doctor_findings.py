@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from factories import V1_CAPS, V2_CAPS, GiB, make_facts, v2_cgroups
+from factories import V1_CAPS, V1_GROUPS, V2_CAPS, GiB, hybrid_cgroups, make_facts, v2_cgroups
 
 from tiered_run.errors import UsageError
 from tiered_run.inputs.config import Config, parse_config
@@ -286,6 +286,16 @@ def test_pure_v2_with_systemd_as_root_holds_everything():
     assert hows["cpu_weight"] == "CPUWeight= on the run's scope"
     assert hows["memory_high"] == "MemoryHigh= on the run's scope"
     assert diagnosis.exit_code == 0
+
+
+def test_v1_access_says_which_shares_the_runs_get():
+    full = find(diagnose(make_facts(), built_in(make_facts())), "cgroups.v1-access")
+    assert "and cpu and blkio for the weights, quota and I/O throttles" in full.consequence
+    groups = tuple(g for g in V1_GROUPS if g.hierarchy != "blkio")
+    facts = make_facts(cgroups=hybrid_cgroups(v1=groups))
+    found = find(diagnose(facts, built_in(facts)), "cgroups.v1-access")
+    assert found.severity is Severity.OK
+    assert "without a blkio group of tiered-run's own" in found.consequence
 
 
 def test_weights_without_their_controller_are_not_applied():

@@ -85,12 +85,22 @@ def _v1_access(facts: Facts) -> Finding:
             "run tiered-run as root (sudo tiered-run ...), or from groups your user owns in "
             f"each of {', '.join(V1_NEEDED)} (cgcreate -a $USER -t $USER ...)",
         )
+    shares = [c for c in ("cpu", "blkio") if c in groups and groups[c].writable]
+    lacking = [c for c in ("cpu", "blkio") if c not in shares]
+    consequence = "each run gets its own cpuset, memory, pids, freezer and cpuacct group"
+    if shares:
+        consequence += f", and {' and '.join(shares)} for the weights, quota and I/O throttles"
+    if lacking:
+        consequence += (
+            f"; without a {' or '.join(lacking)} group of tiered-run's own, what those hold "
+            "is not applied (the report lists it)"
+        )
     return Finding(
         "cgroups.v1-access",
         AREA,
         Severity.OK,
         f"tiered-run can make run groups below its own v1 groups ({own})",
-        "each run gets its own cpuset, memory, pids, freezer and cpuacct group",
+        consequence,
     )
 
 
