@@ -208,8 +208,12 @@ def test_the_weights_quota_and_throttle_are_in_the_runs_cgroup_files(backend, tm
     # hybrid machine applies none of them, and says so).
     asked = {"cpu_weight", "cpu_quota", "io_write_max", "memory_low"}
     assert checked | skipped == asked and not checked & skipped
-    offered = {c.value for c in BACKENDS[backend].probe().capabilities}
-    assert checked == {n for n in asked if SETTING[n].kernel.value in offered}, report
+    probe = BACKENDS[backend].probe()
+    if probe.usable:
+        offered = {c.value for c in probe.capabilities}
+        assert checked == {n for n in asked if SETTING[n].kernel.value in offered}, report
+    else:  # cgroup2 here runs in a delegated scope of its own (guard_argv): all of them
+        assert checked == asked, report
 
 
 def test_without_cgroups_the_ceilings_are_reported_and_the_io_sampled(tmp_path):
