@@ -35,6 +35,7 @@ from benchlib.guards import find_runexec
 from benchlib.kill import kill, precision
 from benchlib.memory import memory
 from benchlib.monitor import monitor
+from benchlib.monitor_io import monitor_io
 from benchlib.output import output
 from benchlib.report import Start, print_results, write_json
 from benchlib.startup import startup
@@ -43,6 +44,7 @@ from benchlib.startup import startup
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "startup": startup,
     "monitor": monitor,
+    "monitor_io": monitor_io,
     "kill": kill,
     "precision": precision,
     "memory": memory,

@@ -11,10 +11,11 @@ wheels=$repo/.vm-wheels
 rm -rf "$wheels"
 python3 -m pip wheel -q -w "$wheels" '.[test]'
 # Only what this repository's tests exercise on the new kinds of machine: the backends,
-# the systemd export (read back by that systemd's own systemd-analyze), and doctor and
-# init where each kind of machine must show findings of its own (their other tests read
-# fakes, and cost minutes under software emulation for nothing new).
-select='systemd or cgroup2 or cgroup1 or sigkill or exit_code_is_whether or works_as_written_after_init or a_run_reads'
+# the systemd export (read back by that systemd's own systemd-analyze), doctor and init
+# where each kind of machine must show findings of its own (their other tests read fakes,
+# and cost minutes under software emulation for nothing new), and the CPU and I/O
+# ceilings against that kernel's cpu and io controllers (about 15 s).
+select='systemd or cgroup2 or cgroup1 or sigkill or exit_code_is_whether or works_as_written_after_init or a_run_reads or shares_kernel'
 status=0
 for mode in "${modes[@]}"; do
   case $mode in
@@ -27,7 +28,7 @@ for mode in "${modes[@]}"; do
 python3 -m venv /tmp/venv
 /tmp/venv/bin/pip install -q --no-index --find-links .vm-wheels 'tiered-run[test]'
 echo \"cgroup mounts: \$(grep cgroup /proc/mounts | cut -d' ' -f2,3 | tr '\\n' ' ')\"
-cd $repo && /tmp/venv/bin/python -m pytest -q -p no:cacheprovider -rs tests/test_run.py tests/test_systemd.py tests/test_cgroup2.py tests/test_subtree.py tests/test_ownership.py tests/test_watchdog.py tests/test_export.py tests/test_doctor.py tests/test_init.py -k '$select'"
+cd $repo && /tmp/venv/bin/python -m pytest -q -p no:cacheprovider -rs tests/test_run.py tests/test_systemd.py tests/test_cgroup2.py tests/test_subtree.py tests/test_ownership.py tests/test_watchdog.py tests/test_export.py tests/test_doctor.py tests/test_init.py tests/test_shares_kernel.py -k '$select'"
   if VM_APPEND="$append" VM_SHARE="$repo" VM_TIMEOUT="${VM_TIMEOUT:-900}" scripts/vm-run run "$guest"; then
     echo "=== VM stage $mode: passed"
   else

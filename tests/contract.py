@@ -23,6 +23,10 @@ RUN_JSON_KEYS = {
     "peak_memory_method",
     "peak_memory_unreclaimable_bytes",
     "memory_split",
+    "io",
+    "io_source",
+    "cpu_throttled_s",
+    "pressure_stall",
     "wall_s",
     "cpu_s",
     "peak_memory_bytes",
@@ -64,7 +68,14 @@ LIMITS_JSON_KEYS = {
     "on_load",
     "nice",
     "cpu_weight",
+    "cpu_quota_pct",
     "io_weight",
+    "io_read_max_bytes_per_s",
+    "io_write_max_bytes_per_s",
+    "io_read_iops_max",
+    "io_write_iops_max",
+    "io_device",
+    "memory_low_bytes",
 }
 HOST_JSON_KEYS = {
     "load1_start",
@@ -77,7 +88,18 @@ HOST_JSON_KEYS = {
 }
 MEMORY_SPLIT_JSON_KEYS = {"anon_bytes", "file_bytes", "shmem_bytes", "kernel_bytes"}
 EVENT_JSON_KEYS = {"t", "kind", "message"}
-TIMELINE_JSON_KEYS = {"t", "memory_bytes", "tasks", "cpu_s", "load1", "pressure_pct"}
+TIMELINE_JSON_KEYS = {
+    "t",
+    "memory_bytes",
+    "tasks",
+    "cpu_s",
+    "load1",
+    "pressure_pct",
+    "io_read_bps",
+    "io_write_bps",
+}
+IO_JSON_KEYS = {"read_bytes", "write_bytes", "read_ops", "write_ops"}
+PRESSURE_STALL_JSON_KEYS = {"cpu_s", "memory_s", "io_s"}
 
 LADDER_JSON_KEYS = {
     "schema_version",
@@ -156,7 +178,20 @@ DOCTOR_MACHINE_JSON_KEYS = {
     "swap_total_bytes",
     "config",
 }
-DOCTOR_GUARDS_JSON_KEYS = {"cpus", "memory", "memory_high", "tasks_max", "cpu_weight", "io_weight"}
+DOCTOR_GUARDS_JSON_KEYS = {
+    "cpus",
+    "memory",
+    "memory_high",
+    "tasks_max",
+    "cpu_weight",
+    "cpu_quota",
+    "io_weight",
+    "io_read_max",
+    "io_write_max",
+    "io_read_iops_max",
+    "io_write_iops_max",
+    "memory_low",
+}
 DOCTOR_TIER_JSON_KEYS = {
     "name",
     "source",

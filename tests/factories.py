@@ -107,7 +107,7 @@ V1_MOUNTS = tuple(
 )
 V1_GROUPS = tuple(
     OwnGroup(name, "/", f"/sys/fs/cgroup/{name}", True, 0)
-    for name in ("cpuset", "memory", "pids", "freezer", "cpuacct")
+    for name in ("cpuset", "memory", "pids", "freezer", "cpuacct", "cpu", "blkio")
 )
 V1_CAPS = frozenset(
     {
@@ -118,9 +118,18 @@ V1_CAPS = frozenset(
         Capability.OOM_EVENTS,
         Capability.FREEZE,
         Capability.ATOMIC_KILL,
+        # cpu and blkio mounted, with blk-throttle; no disk scheduled by bfq
+        Capability.CPU_WEIGHT,
+        Capability.CPU_QUOTA,
+        Capability.IO_LIMIT,
+        Capability.IO_STATS,
     }
 )
-V2_CAPS = (V1_CAPS - {Capability.MEMORY_PEAK}) | {Capability.MEMORY_HIGH}
+V2_CAPS = (V1_CAPS - {Capability.MEMORY_PEAK}) | {
+    Capability.MEMORY_HIGH,
+    Capability.MEMORY_LOW,
+    Capability.IO_WEIGHT,
+}
 
 
 def hybrid_cgroups(**overrides: object) -> CgroupFacts:

@@ -247,7 +247,7 @@ def test_finds_the_memory_a_workload_needs(tmp_path):
     outcomes = [a["outcome"] for a in data["attempts"]]
     assert outcomes[:2] == ["memory", "memory"] and outcomes[-1] == "exited"
     assert [a["memory_bytes"] for a in data["attempts"]] == [64 * MiB, 128 * MiB, 256 * MiB]
-    assert data["outcome"] == "calibrated" and data["schema_version"] == 3
+    assert data["outcome"] == "calibrated" and data["schema_version"] == 4
     stdout = proc.stdout.decode()
     snippet = tomllib.loads(stdout[stdout.index("# paste into") :])
     assert parse_size(snippet["memory"]) >= parse_size(snippet["memory_high"]) >= 150 * MiB

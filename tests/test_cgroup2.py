@@ -67,6 +67,9 @@ def test_create_writes_ceilings_and_enables_controllers(fake: Path) -> None:
         Capability.OOM_EVENTS,
         Capability.TASKS_LIMIT,
         Capability.FREEZE,
+        Capability.MEMORY_LOW,
+        Capability.CPU_WEIGHT,
+        Capability.CPU_QUOTA,
     }
 
 

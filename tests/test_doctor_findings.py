@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from factories import V1_CAPS, V2_CAPS, GiB, make_facts, v2_cgroups
+from factories import V1_CAPS, V1_GROUPS, V2_CAPS, GiB, hybrid_cgroups, make_facts, v2_cgroups
 
 from tiered_run.errors import UsageError
 from tiered_run.inputs.config import Config, parse_config
@@ -288,12 +288,26 @@ def test_pure_v2_with_systemd_as_root_holds_everything():
     assert diagnosis.exit_code == 0
 
 
-def test_weights_outside_systemd_are_not_applied():
-    facts = make_facts()
-    data = {"tiers": {"batch": {"memory": "8G", "io_weight": 50}}}
+def test_v1_access_says_which_shares_the_runs_get():
+    full = find(diagnose(make_facts(), built_in(make_facts())), "cgroups.v1-access")
+    assert "and cpu and blkio for the weights, quota and I/O throttles" in full.consequence
+    groups = tuple(g for g in V1_GROUPS if g.hierarchy != "blkio")
+    facts = make_facts(cgroups=hybrid_cgroups(v1=groups))
+    found = find(diagnose(facts, built_in(facts)), "cgroups.v1-access")
+    assert found.severity is Severity.OK
+    assert "without a blkio group of tiered-run's own" in found.consequence
+
+
+def test_weights_without_their_controller_are_not_applied():
+    facts = make_facts()  # cgroup v1, no disk scheduled by bfq
+    data = {"tiers": {"batch": {"memory": "8G", "io_weight": 50, "cpu_weight": 200}}}
     diagnosis = diagnose(facts, user_config(facts, data))
-    io = next(c for c in diagnosis.tier.ceilings if c.name == "io_weight")  # type: ignore[union-attr]
-    assert io.guard is Guard.NOT_APPLIED and "only the systemd backend" in io.how
+    checks = {c.name: c for c in diagnosis.tier.ceilings}  # type: ignore[union-attr]
+    io = checks["io_weight"]
+    assert io.guard is Guard.NOT_APPLIED and "bfq" in io.how
+    assert checks["cpu_weight"].guard is Guard.KERNEL
+    assert checks["cpu_weight"].how == "cgroup v1 cpu.shares"
+    assert "io_weight" in find(diagnosis, "backend.ceilings").consequence
     assert find(diagnosis, "backend.ceilings").severity is Severity.NOTE
     assert diagnosis.exit_code == 1
 
@@ -353,8 +367,14 @@ def test_the_default_tier_held_by_the_kernel_exits_0():
         "memory": "kernel",
         "memory_high": "monitor",
         "tasks_max": "kernel",
-        "cpu_weight": "not-applied",
+        "cpu_weight": "kernel",
+        "cpu_quota": "kernel",
         "io_weight": "not-applied",
+        "io_read_max": "kernel",
+        "io_write_max": "kernel",
+        "io_read_iops_max": "kernel",
+        "io_write_iops_max": "kernel",
+        "memory_low": "not-applied",
     }
 
 

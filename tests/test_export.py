@@ -21,6 +21,7 @@ from without_root import IS_ROOT
 from tiered_run.export.sheet import Exported, Sheet, asked, exported_settings, value_of
 from tiered_run.export.systemd import quote
 from tiered_run.export.yaml import dump
+from tiered_run.host.blockdev import device_of
 from tiered_run.inputs.config import parse_config
 from tiered_run.model.spec import Limits, RunSpec
 
@@ -39,6 +40,10 @@ signal = "INT"
 nice = 5
 cpu_weight = 50
 io_weight = 300
+cpu_quota = "150%"
+io_write_max = "10M"
+io_read_iops_max = 500
+memory_low = "100M"
 {'user = "' + ME + '"' if IS_ROOT else ""}
 """
 COMMAND = ("python3", "-c", 'print("50% of $HOME", end="")')
@@ -89,10 +94,12 @@ def test_a_target_that_says_nothing_lists_every_setting_with_a_value():
     "fmt, missing",
     [
         ("systemd", {"load_max"}),
-        ("docker", {"timeout", "nice", "io_weight", "load_max"}),  # blkio weight: 10-1000
-        ("compose", {"timeout", "nice", "io_weight", "load_max"}),
+        # blkio weight: 10-1000
+        ("docker", {"timeout", "nice", "io_weight", "load_max", "memory_low"}),
+        ("compose", {"timeout", "nice", "io_weight", "load_max", "memory_low"}),
         ("k8s", {"cpus", "memory_high", "tasks_max", "signal", "nice", "cpu_weight",
-                 "io_weight", "load_max"}),
+                 "io_weight", "load_max", "io_write_max", "io_read_iops_max", "io_device",
+                 "memory_low"}),
         ("slurm", {"cpus"}),
     ],
 )  # fmt: skip
@@ -128,6 +135,10 @@ def test_the_service_unit_passes_systemd_analyze_verify(tmp_path):
     assert service["AllowedCPUs"] == service["CPUAffinity"] == CPU
     assert service["MemoryMax"] == str(300 << 20) and service["MemoryHigh"] == str(200 << 20)
     assert service["TasksMax"] == "64" and service["RuntimeMaxSec"] == "90"
+    assert service["CPUQuota"] == "150%" and service["MemoryLow"] == str(100 << 20)
+    disk = device_of(tmp_path).node
+    assert service["IOWriteBandwidthMax"] == f"{disk} {10 << 20}"
+    assert service["IOReadIOPSMax"] == f"{disk} 500"
     assert service["KillSignal"] == "SIGINT" and service["TimeoutStopSec"] == "5"
     assert service["CPUWeight"] == "50" and service["IOWeight"] == "300"
     assert service["Nice"] == "5" and service["Slice"] == "tiered-work.slice"

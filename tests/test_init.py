@@ -18,6 +18,7 @@ from factories import V1_CAPS, V2_CAPS, GiB
 from tiered_run.errors import UsageError
 from tiered_run.inputs.config import parse_config
 from tiered_run.model.host import Machine
+from tiered_run.model.usage import Capability
 from tiered_run.policy.layout import default_layout, parse_layout, plan
 from tiered_run.policy.tiers import resolve_limits
 from tiered_run.render.tier_config import render_tier_config
@@ -117,6 +118,18 @@ def test_with_systemd_on_cgroup_v2_the_soft_ceiling_and_weights_are_written():
     aimgr = values(made, "aimgr")
     assert aimgr["memory_high"] == "18G"
     assert aimgr["cpu_weight"] == aimgr["io_weight"] == 50
+
+
+def test_a_weight_nothing_reads_is_left_out_and_said():
+    caps = V2_CAPS - {Capability.IO_WEIGHT}  # no io.cost, no bfq
+    made = plan(USER_MACHINE, parse_layout(USER_LAYOUT), backend="systemd", capabilities=caps)
+    aimgr = values(made, "aimgr")
+    assert aimgr["cpu_weight"] == 50 and "io_weight" not in aimgr
+    left_out = next(t for t in made.tiers if t.name == "aimgr").left_out
+    assert "io_weight: left out, nothing reads it here" in left_out
+    made = plan(USER_MACHINE, parse_layout(USER_LAYOUT), backend="cgroup1", capabilities=V1_CAPS)
+    left_out = next(t for t in made.tiers if t.name == "aimgr").left_out
+    assert any("the run's siblings are other runs" in reason for reason in left_out)
 
 
 def test_the_written_config_reads_back_as_planned_with_a_comment_for_each_value():

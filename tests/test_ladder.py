@@ -197,7 +197,14 @@ kill_after = "500ms"
 signal = "INT"
 nice = 5
 cpu_weight = 100
+cpu_quota = "150%"
 io_weight = 200
+io_read_max = "100M"
+io_write_max = "50M"
+io_read_iops_max = 2000
+io_write_iops_max = 1000
+io_device = "/"
+memory_low = "128M"
 load_max = 40
 pressure_max = 80.5
 on_load = "warn"
@@ -221,6 +228,14 @@ def test_every_key_the_format_accepts_works(tmp_path):
     ladder = load_ladder(write(tmp_path, text))
     (spec,) = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 200)
+    assert spec.limits.cpu_quota == 150 and spec.limits.memory_low == 128 * 1024**2
+    assert spec.limits.io_max == {
+        "rbps": 100 * 1024**2,
+        "wbps": 50 * 1024**2,
+        "riops": 2000,
+        "wiops": 1000,
+    }
+    assert spec.limits.io_device is not None
     assert spec.limits.timeout == 300 and spec.limits.kill_after == 0.5
     assert spec.limits.pressure_max == 80.5 and spec.limits.nice == 5
     assert spec.limits.stop_signal == signal.SIGINT
@@ -470,7 +485,7 @@ def test_a_memory_breach_stops_the_ladder_with_122(tmp_path):
     data = proc.report
     assert proc.returncode == EXIT_MEMORY, proc.stderr
     assert not marker.exists()
-    assert data["schema_version"] == 3 and data["outcome"] == "failed"
+    assert data["schema_version"] == 4 and data["outcome"] == "failed"
     assert [s["status"] for s in data["steps"]] == ["passed", "failed", "not_run"]
     hog, after = data["steps"][1], data["steps"][2]
     assert hog["report"]["outcome"] == "memory" and hog["report"]["exit_code"] == EXIT_MEMORY

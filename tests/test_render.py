@@ -9,7 +9,9 @@ from contract import (
     BEFORE_KILL_JSON_KEYS,
     EVENT_JSON_KEYS,
     HOST_JSON_KEYS,
+    IO_JSON_KEYS,
     LIMITS_JSON_KEYS,
+    PRESSURE_STALL_JSON_KEYS,
     RUN_JSON_KEYS,
     TIMELINE_JSON_KEYS,
 )
@@ -24,6 +26,7 @@ from tiered_run.model.report import (
     TimelinePoint,
 )
 from tiered_run.model.spec import Limits
+from tiered_run.model.usage import IoCounts, Stalls
 from tiered_run.render.json import render_json
 from tiered_run.render.junit import render_junit
 from tiered_run.render.run import headline, render_table
@@ -38,7 +41,7 @@ def row(table: str, key: str) -> str:
 def test_json_keys_are_the_published_contract():
     data = json.loads(render_json(make_report()))
     assert set(data) == RUN_JSON_KEYS
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
 
 
 def test_nested_json_keys_are_the_published_contract_too():
@@ -47,11 +50,15 @@ def test_nested_json_keys_are_the_published_contract_too():
         limits=Limits(cpus=(0,)).as_dict(),
         host=host,
         events=(Event(0.5, "load", "host load 3.00 above 2"),),
-        timeline=(TimelinePoint(0.25, 100 * MiB, 3, 0.1, 0.5, 12.5),),
+        timeline=(TimelinePoint(0.25, 100 * MiB, 3, 0.1, 0.5, 12.5, 0.0, 10 * MiB),),
         before_kill=BeforeKill(("py-spy", "dump", "--pid", "7"), 0, 0.4, "Thread 7\n"),
+        io=IoCounts(0, 30 * MiB, 0, 60).to_dict(),
+        pressure_stall=Stalls(0.1, 0.0, 2.5).to_dict(),
     )
     data = json.loads(render_json(report))
     assert set(data["before_kill"]) == BEFORE_KILL_JSON_KEYS
+    assert set(data["io"]) == IO_JSON_KEYS
+    assert set(data["pressure_stall"]) == PRESSURE_STALL_JSON_KEYS
     assert set(data["limits"]) == LIMITS_JSON_KEYS
     assert set(data["host"]) == HOST_JSON_KEYS
     assert [set(event) for event in data["events"]] == [EVENT_JSON_KEYS]
@@ -248,11 +255,29 @@ def test_a_run_that_never_started_is_one_line():
 def test_ceilings_a_backend_does_not_apply_show_as_not_enforced():
     table = render_table(make_report(not_enforced=("cpu_weight", "io_weight")))
     assert (
-        row(table, "not enforced") == "cpu_weight, io_weight: applied only by the systemd backend"
+        row(table, "not enforced")
+        == "cpu_weight, io_weight: cgroupfs has no controller for them here"
     )
     data = json.loads(render_json(make_report(not_enforced=("cpu_weight",))))
     assert data["not_enforced"] == ["cpu_weight"]
     assert "not enforced" not in render_table(make_report())
+
+
+def test_io_throttling_and_stalls_are_rows_of_the_table():
+    report = make_report(
+        io=IoCounts(2 * MiB, 30 * MiB, 16, 60).to_dict(),
+        io_source="kernel",
+        cpu_throttled_s=4.5,
+        limits=Limits(cpus=(0,), cpu_quota=50.0).as_dict(),
+        pressure_stall=Stalls(0.5, None, 2.25).to_dict(),
+    )
+    table = render_table(report)
+    assert row(table, "I/O") == "read 2.0 MiB, written 30.0 MiB, 16 reads, 60 writes"
+    assert row(table, "CPU throttled") == "4.5 s held back by the 50 % quota"
+    assert row(table, "stalled") == "cpu 0.5 s, io 2.25 s (PSI some, this run's cgroup)"
+    sampled = make_report(io=IoCounts(0, MiB).to_dict(), io_source="sampled")
+    assert row(render_table(sampled), "I/O") == "read 0 Bytes, written 1.0 MiB (sampled, at least)"
+    assert "I/O" not in render_table(make_report())
 
 
 def test_warnings_are_in_the_table_and_the_json():

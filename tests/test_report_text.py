@@ -60,7 +60,7 @@ def test_a_command_that_cannot_start_prints_one_line(tmp_path):
 def test_json_says_when_where_and_by_which_version(tmp_path):
     result = run_cli("--", "true", tmp_path=tmp_path)
     report = result.report
-    assert report["schema_version"] == 3
+    assert report["schema_version"] == 4
     assert report["ended_at"] >= report["started_at"]
     assert report["hostname"] == socket.gethostname()
     assert report["tiered_run_version"] == __version__

@@ -26,11 +26,12 @@ from tiered_run.inputs.settings import (
     read_value,
     term,
 )
-from tiered_run.model.spec import Limits, OnLoad, RunSpec
+from tiered_run.model.spec import BlockDevice, Limits, OnLoad, RunSpec
 from tiered_run.policy.breaches import kernel_enforced, not_enforced
 from tiered_run.policy.tiers import TIER_KEYS, Tier, resolve_limits
 
 GiB = 1024**3
+MiB = 1024**2
 HOST = Machine(cpus=(0, 1, 2, 3), memory_total=8 * GiB)
 
 
@@ -76,7 +77,14 @@ def test_report_limits_keys_come_with_their_units():
         "on_load": "warn",
         "nice": None,
         "cpu_weight": None,
+        "cpu_quota_pct": None,
         "io_weight": None,
+        "io_read_max_bytes_per_s": None,
+        "io_write_max_bytes_per_s": None,
+        "io_read_iops_max": None,
+        "io_write_iops_max": None,
+        "io_device": None,
+        "memory_low_bytes": None,
     }
 
 
@@ -112,11 +120,50 @@ def test_file_keys_come_from_the_table():
 def test_what_enforces_each_ceiling_comes_from_the_table():
     every = frozenset(Capability)
     limits = Limits(cpus=(0,), memory=GiB, tasks_max=10, cpu_weight=100)
-    assert kernel_enforced(limits, every) == ("cpuset", "memory-limit", "tasks-limit")
+    assert kernel_enforced(limits, every) == (
+        "cpuset",
+        "memory-limit",
+        "tasks-limit",
+        "cpu-weight",
+    )
     assert kernel_enforced(limits, frozenset()) == ()
-    assert not_enforced(limits, "cgroup2") == ("cpu_weight",)
-    assert not_enforced(limits, "systemd") == ()
-    assert SETTING["nice"].kernel is None and not SETTING["nice"].only_by  # every backend
+    assert not_enforced(limits, frozenset({Capability.CPUSET})) == ("cpu_weight",)
+    assert not_enforced(limits, frozenset({Capability.CPU_WEIGHT})) == ()
+    # A ceiling the monitor holds without the kernel is never "not enforced".
+    assert "memory" not in not_enforced(limits, frozenset())
+    assert SETTING["nice"].kernel is None  # setpriority, by every backend
+
+
+def test_every_ceiling_only_the_kernel_holds_is_reported_where_it_is_missing():
+    device = BlockDevice(8, 0, "sda")
+    limits = Limits(
+        cpus=(0,),
+        cpu_weight=200,
+        cpu_quota=50.0,
+        io_weight=300,
+        io_write_max=10 * MiB,
+        io_device=device,
+        memory_low=GiB,
+    )
+    assert not_enforced(limits, frozenset()) == (
+        "cpu_weight",
+        "cpu_quota",
+        "io_weight",
+        "io_write_max",
+        "memory_low",
+    )
+    assert not_enforced(limits, frozenset(Capability)) == ()
+    assert limits.io_max == {"wbps": 10 * MiB}
+    assert limits.as_dict()["io_device"] == "8:0"
+
+
+def test_quota_and_rates_read_as_users_write_them():
+    assert SETTING["cpu_quota"].convert("400%") == 400
+    assert read_value(SETTING["cpu_quota"], 50) == 50
+    assert read_value(SETTING["cpu_quota"], "50 %") == 50
+    assert SETTING["io_write_max"].convert("10M/s") == 10 * MiB
+    assert read_value(SETTING["io_read_max"], "512K") == 512 * 1024
+    assert SETTING["io_read_max"].convert("none") == 0  # lifts a tier's
 
 
 # -- converters and TOML values ---------------------------------------------------------------
@@ -135,6 +182,13 @@ BAD = {
     "nice": "1.5",
     "cpu_weight": "0",
     "io_weight": "x",
+    "cpu_quota": "0%",
+    "io_read_max": "fast",
+    "io_write_max": "10",
+    "io_read_iops_max": "0",
+    "io_write_iops_max": "1.5",
+    "io_device": "/dev/shm",
+    "memory_low": "lots",
     "preserve_env": 5,
     "protected": "yes",
     "cwd": "/nonexistent/dir",

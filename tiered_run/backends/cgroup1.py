@@ -5,6 +5,10 @@ plain files. On hybrid machines the controller-less cgroup2 mount is joined too:
 gives a race-free `cgroup.kill` of the whole subtree, `cgroup.freeze` and an exact list of
 the tree. Without it, the freezer (which freezes descendants too) stops forks while every
 process of the subtree is killed.
+
+The cpu and blkio hierarchies are joined where they are mounted and ours is writable: they
+hold the weights, the CPU quota and the I/O throttles, and blkio counts the tree's I/O.
+Without them a run still has its hard ceilings, and the report lists the rest as not applied.
 """
 
 from __future__ import annotations
@@ -30,24 +34,41 @@ from tiered_run.backends.cgroupfs import (
     system_mounts,
 )
 from tiered_run.backends.ownership import Owned, claim
+from tiered_run.backends.shares import (
+    CFS_PERIOD_US,
+    bfq_weight,
+    blkio_weight,
+    blkio_weight_file,
+    cpu_shares,
+    optional_capabilities,
+    parse_blkio,
+    psi_total_s,
+    quota_us,
+    v1_throttles,
+)
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
-from tiered_run.model.usage import Capability, MemorySplit, Usage
+from tiered_run.model.usage import Capability, MemorySplit, Stalls, Usage
 
 CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
+OPTIONAL = ("cpu", "blkio")
 
 
 def _parents(mounts: list[Mount], own: dict[str, str]) -> tuple[dict[str, Path], Path | None]:
-    """Our own cgroup dir per v1 controller, and in the cgroup2 mount when it is usable."""
+    """Our own cgroup dir per v1 controller (the optional ones only where writable), and in
+    the cgroup2 mount when it is usable."""
     parents = {}
     unified = None
     for mount in mounts:
         if mount.version == 1:
-            for controller in mount.controllers & set(CONTROLLERS):
-                parents.setdefault(controller, own_dir(mount, own, controller))
+            for controller in sorted(mount.controllers & {*CONTROLLERS, *OPTIONAL}):
+                path = own_dir(mount, own, controller)
+                if controller in OPTIONAL and not os.access(path, os.W_OK):
+                    continue
+                parents.setdefault(controller, path)
         elif os.access(candidate := own_dir(mount, own), os.W_OK):
             unified = candidate
     return parents, unified
@@ -65,6 +86,13 @@ _SAMPLED = {
     ),
     "pids": ("pids.current", "pids.peak", "pids.events"),
     "cpuacct": ("cpuacct.usage_percpu",),
+    "cpu": ("cpu.stat",),
+    "blkio": (
+        "blkio.throttle.io_service_bytes_recursive",
+        "blkio.throttle.io_serviced_recursive",
+    ),
+    # A cgroup2 directory has PSI files whether or not it has controllers.
+    "unified": ("cpu.pressure", "memory.pressure", "io.pressure"),
 }
 
 _V1_CAPABILITIES = frozenset(
@@ -120,7 +148,7 @@ class Cgroup1Backend(Backend):
             parents, unified = _parents(mounts, own_cgroups())
         except (BackendError, OSError) as err:
             return Probe(False, str(err))
-        missing = [c for c in CONTROLLERS if c not in parents]
+        missing = [c for c in CONTROLLERS if c not in parents]  # OPTIONAL ones may be missing
         if missing:
             return Probe(False, f"cgroup v1 controllers not mounted: {', '.join(missing)}")
         locked = [c for c, p in parents.items() if not os.access(p, os.W_OK)]
@@ -129,13 +157,14 @@ class Cgroup1Backend(Backend):
                 False,
                 f"no write access to our cgroup in {', '.join(locked)} (needs root or delegation)",
             )
+        caps = _V1_CAPABILITIES | optional_capabilities(parents)
         if unified is None:
-            return Probe(True, "cgroup v1 controllers", _V1_CAPABILITIES)
+            return Probe(True, "cgroup v1 controllers", caps)
         kill = (unified / "cgroup.kill").exists()
         return Probe(
             True,
             "cgroup v1 controllers (hybrid: cgroup2 mount used for kill and freeze)",
-            _V1_CAPABILITIES | ({Capability.ATOMIC_KILL} if kill else set()),
+            caps | ({Capability.ATOMIC_KILL} if kill else set()),
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -148,17 +177,24 @@ class Cgroup1Backend(Backend):
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id
         # Ordered as CONTROLLERS: attach() joins cpuset first.
-        groups = {c: CgroupDir(self._parents[c] / name) for c in CONTROLLERS}
+        keys = [*CONTROLLERS, *(c for c in OPTIONAL if c in self._parents)]
+        groups = {c: CgroupDir(self._parents[c] / name) for c in keys}
         if self._unified_parent is not None:
             groups["unified"] = CgroupDir(self._unified_parent / name)
+        made: dict[Path, CgroupDir] = {}
         for key, group in groups.items():
-            self._owned.append(claim(group.path))
-            self._dirs[key] = group
+            if group.path not in made:  # co-mounted controllers (cpu,cpuacct) share a group
+                self._owned.append(claim(group.path))
+                made[group.path] = group
+            self._dirs[key] = made[group.path]
         self._ancestors.record(self._parents["memory"])
         self._oom_events = oom.OomEvents(self._dirs["memory"])
         self._kill_file = "unified" in groups and (groups["unified"].path / "cgroup.kill").exists()
-        if self._kill_file:
-            self.capabilities = _V1_CAPABILITIES | {Capability.ATOMIC_KILL}
+        self.capabilities = (
+            _V1_CAPABILITIES
+            | optional_capabilities({key: group.path for key, group in self._dirs.items()})
+            | ({Capability.ATOMIC_KILL} if self._kill_file else set())
+        )
         self._configure(limits)
 
     def _configure(self, limits: Limits) -> None:
@@ -182,6 +218,26 @@ class Cgroup1Backend(Backend):
             memory.soft_limit_in_bytes = limits.memory_high
         if limits.tasks_max is not None:
             self._dirs["pids"].write("pids.max", limits.tasks_max)
+        self._configure_shares(limits)
+
+    def _configure_shares(self, limits: Limits) -> None:
+        """Weights, the CPU quota and the I/O throttles, where the run has their groups
+        (`capabilities` says which; the rest the report lists as not applied)."""
+        caps, cpu, blkio = self.capabilities, self._dirs.get("cpu"), self._dirs.get("blkio")
+        if cpu is not None and Capability.CPU_WEIGHT in caps and limits.cpu_weight is not None:
+            cpu.write("cpu.shares", cpu_shares(limits.cpu_weight))
+        if cpu is not None and Capability.CPU_QUOTA in caps and limits.cpu_quota is not None:
+            cpu.write("cpu.cfs_period_us", CFS_PERIOD_US)
+            cpu.write("cpu.cfs_quota_us", quota_us(limits.cpu_quota))
+        if blkio is None:
+            return
+        weight_file = blkio_weight_file(blkio.path)
+        if weight_file is not None and limits.io_weight is not None:
+            convert = blkio_weight if weight_file == "blkio.weight" else bfq_weight
+            blkio.write(weight_file, convert(limits.io_weight))
+        if Capability.IO_LIMIT in caps:
+            for name, line in v1_throttles(limits):
+                blkio.write(name, line)
 
     def attach(self) -> None:
         # cpuset first, so no instruction runs on a CPU outside the tier.
@@ -202,9 +258,13 @@ class Cgroup1Backend(Backend):
     def sample(self) -> Usage:
         if self._counters is None:
             self._counters = {
-                key: HeldFiles(self._dirs[key].path, names) for key, names in _SAMPLED.items()
+                key: HeldFiles(self._dirs[key].path, names)
+                for key, names in _SAMPLED.items()
+                if key in self._dirs
             }
         memory, pids, cpuacct = (self._counters[k] for k in ("memory", "pids", "cpuacct"))
+        cpu, blkio, unified = (self._counters.get(k) for k in ("cpu", "blkio", "unified"))
+        throttled = cpu.keyed("cpu.stat").get("throttled_time") if cpu is not None else None
         percpu = [int(ns) for ns in (cpuacct.text("cpuacct.usage_percpu") or "").split()]
         killed = self._oom(memory)
         return Usage(
@@ -220,6 +280,20 @@ class Cgroup1Backend(Backend):
             oom_ceiling=killed.ceiling,
             memory_split=v1_split(
                 memory.keyed("memory.stat"), memory.int("memory.kmem.usage_in_bytes")
+            ),
+            io=None
+            if blkio is None
+            else parse_blkio(
+                blkio.text("blkio.throttle.io_service_bytes_recursive"),
+                blkio.text("blkio.throttle.io_serviced_recursive"),
+            ),
+            cpu_throttled_s=None if throttled is None else throttled / 1e9,  # ns
+            stalls=None
+            if unified is None
+            else Stalls(
+                psi_total_s(unified.text("cpu.pressure")),
+                psi_total_s(unified.text("memory.pressure")),
+                psi_total_s(unified.text("io.pressure")),
             ),
         )
 

@@ -33,13 +33,21 @@ from tiered_run.backends.cgroupfs import (
 )
 from tiered_run.backends.delegation import WANTED, delegate, listed
 from tiered_run.backends.ownership import Owned, claim, self_leaf_name
-from tiered_run.backends.proctree import measure
+from tiered_run.backends.proctree import IoTally, measure
+from tiered_run.backends.shares import (
+    bfq_weight,
+    cpu_max,
+    io_max_line,
+    io_weight_file,
+    parse_io_stat,
+    psi_total_s,
+)
 from tiered_run.errors import BackendError
 from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
-from tiered_run.model.usage import Capability, MemorySplit, Usage
+from tiered_run.model.usage import Capability, MemorySplit, Stalls, Usage
 
 # Read at every monitor sample, held open (see HeldFiles).
 _SAMPLED = (
@@ -52,6 +60,10 @@ _SAMPLED = (
     "pids.peak",
     "pids.events",
     "cpu.stat",
+    "io.stat",
+    "cpu.pressure",
+    "memory.pressure",
+    "io.pressure",
 )
 
 
@@ -86,10 +98,14 @@ def v2_split(stat: dict[str, int]) -> MemorySplit | None:
     return MemorySplit(stat["anon"], max(0, stat.get("file", 0) - shmem), shmem, kernel)
 
 
-def capabilities_of(controllers: Collection[str], group: Path) -> frozenset[Capability]:
+def capabilities_of(
+    controllers: Collection[str], group: Path, mount: Path
+) -> frozenset[Capability]:
     """What the kernel does for a run with `controllers`; `group` is the run's cgroup (or,
     before there is one, its parent), whose files say whether the kernel is recent enough
-    for memory.peak and cgroup.kill. Without memory, memory is sampled; without pids, tasks."""
+    for memory.peak and cgroup.kill. Without memory, memory is sampled; without pids, tasks;
+    without io, the tree's I/O where the tree is walked for those (never just for it: the
+    walk's cost grows with the tree)."""
     caps = {Capability.FREEZE}
     if "cpuset" in controllers:
         caps.add(Capability.CPUSET)
@@ -97,8 +113,15 @@ def capabilities_of(controllers: Collection[str], group: Path) -> frozenset[Capa
         caps |= {Capability.MEMORY_LIMIT, Capability.MEMORY_HIGH, Capability.OOM_EVENTS}
         if (group / "memory.peak").exists():
             caps.add(Capability.MEMORY_PEAK)
+        caps.add(Capability.MEMORY_LOW)
     if "pids" in controllers:
         caps.add(Capability.TASKS_LIMIT)
+    if "cpu" in controllers:
+        caps |= {Capability.CPU_WEIGHT, Capability.CPU_QUOTA}
+    if "io" in controllers:
+        caps |= {Capability.IO_LIMIT, Capability.IO_STATS}
+        if io_weight_file(group, mount) is not None:
+            caps.add(Capability.IO_WEIGHT)
     if (group / "cgroup.kill").exists():
         caps.add(Capability.ATOMIC_KILL)
     return frozenset(caps)
@@ -125,6 +148,7 @@ class Cgroup2Backend(Backend):
         self._ancestors = oom.Ancestors(oom.v2_oom_events, oom.v2_limit, owned_above)
         self._controllers: frozenset[str] = frozenset()
         self._counters: HeldFiles | None = None
+        self._io_tally = IoTally()
 
     @classmethod
     def _probe(cls) -> Probe:
@@ -185,7 +209,9 @@ class Cgroup2Backend(Backend):
         """From the controllers our cgroup has (a cheap read): on a hybrid machine `auto`
         passes this backend over without making a probe cgroup."""
         parent, available = cls._available()
-        return frozenset() if parent is None else capabilities_of(available, parent)
+        if parent is None:
+            return frozenset()
+        return capabilities_of(available, parent, cls().mount.path)
 
     @classmethod
     def _available(cls) -> tuple[Path | None, set[str]]:
@@ -222,7 +248,7 @@ class Cgroup2Backend(Backend):
                 self._owned.release()
             raise
         self._ancestors.record(self.parent)
-        self.capabilities = capabilities_of(self._controllers, run.path)
+        self.capabilities = capabilities_of(self._controllers, run.path, self.mount.path)
 
     def _apply(self, parent: CgroupDir, run: CgroupDir, limits: Limits) -> None:
         controllers = self._controllers
@@ -245,8 +271,23 @@ class Cgroup2Backend(Backend):
                 run.write("memory.high", limits.memory_high)
             # An OOM kill takes the whole run, not one arbitrary member.
             run.write("memory.oom.group", 1)
+            if limits.memory_low is not None:
+                run.write("memory.low", limits.memory_low)
         if "pids" in controllers and limits.tasks_max is not None:
             run.write("pids.max", limits.tasks_max)
+        if "cpu" in controllers:
+            if limits.cpu_weight is not None:
+                run.write("cpu.weight", limits.cpu_weight)
+            if limits.cpu_quota is not None:
+                run.write("cpu.max", cpu_max(limits.cpu_quota))
+        if "io" in controllers:
+            weight_file = io_weight_file(run.path, self.mount.path)
+            if limits.io_weight is not None and weight_file == "io.weight":
+                run.write(weight_file, f"default {limits.io_weight}")
+            elif limits.io_weight is not None and weight_file is not None:
+                run.write(weight_file, bfq_weight(limits.io_weight))
+            if (line := io_max_line(limits)) is not None:
+                run.write("io.max", line)
 
     def _require(self) -> CgroupDir:
         if self._dir is None:
@@ -295,13 +336,17 @@ class Cgroup2Backend(Backend):
             tasks = counters.int("pids.current")
             tasks_peak = counters.int("pids.peak")
             tasks_refused = counters.keyed("pids.events").get("max", 0)
+        io = parse_io_stat(counters.text("io.stat")) if "io" in controllers else None
         if not {"memory", "pids"} <= controllers:
             totals = measure(run.tree_procs())
             if "memory" not in controllers:
                 memory, split = totals.memory, totals.split
             if "pids" not in controllers:
                 tasks = totals.threads
-        usage_usec = counters.keyed("cpu.stat").get("usage_usec")
+            if "io" not in controllers:  # the walk is made anyway: its I/O comes free
+                io = self._io_tally.add(totals.io)
+        cpu_stat = counters.keyed("cpu.stat")
+        usage_usec, throttled = cpu_stat.get("usage_usec"), cpu_stat.get("throttled_usec")
         return Usage(
             memory=memory,
             memory_peak=memory_peak,
@@ -314,6 +359,13 @@ class Cgroup2Backend(Backend):
             memory_high_events=memory_high_events,
             oom_site=killed.site,
             oom_ceiling=killed.ceiling,
+            io=io,
+            cpu_throttled_s=throttled / 1e6 if throttled is not None else None,
+            stalls=Stalls(
+                psi_total_s(counters.text("cpu.pressure")),
+                psi_total_s(counters.text("memory.pressure")),
+                psi_total_s(counters.text("io.pressure")),
+            ),
         )
 
     def _oom(self, events: dict[str, int], local: dict[str, int]) -> oom.OomReading:

@@ -16,8 +16,11 @@ from tiered_run.backends.cgroupfs import CgroupDir
 from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.errors import BackendError
 
-# Enabled in this order; cpu only adds throttling detail to cpu.stat, so it is optional.
-WANTED = ("cpuset", "memory", "pids", "cpu")
+# Enabled in this order. cpu (weight, quota) and io (weight, throttles, io.stat) are
+# optional: a run without them still has its hard ceilings, and the report lists what
+# they would have held as not applied.
+WANTED = ("cpuset", "memory", "pids", "cpu", "io")
+OPTIONAL = ("cpu", "io")
 # The leaf tiered-run moved itself into, held locked for the life of the process (a ladder
 # runs many runs from it), so that no cleaner takes it for a dead run's.
 _SELF_LEAVES: dict[Path, Owned] = {}
@@ -40,9 +43,10 @@ def delegate(parent: CgroupDir) -> frozenset[str]:
         _enable(parent, missing)
     except BackendError as err:
         # cpu is refused e.g. while realtime tasks live outside the root; we can do without.
-        if "cpu" not in missing or err.errno == errno.EBUSY:
+        optional = [name for name in missing if name in OPTIONAL]
+        if not optional or err.errno == errno.EBUSY:
             raise
-        missing.remove("cpu")
+        missing = [name for name in missing if name not in OPTIONAL]
         _enable(parent, missing)
     return frozenset(enabled & available) | frozenset(missing)
 

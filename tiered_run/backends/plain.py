@@ -3,8 +3,9 @@
 tiered-run is a child subreaper (set by the supervisor for every backend), so a descendant
 that double-forks and setsid()s is reparented to tiered-run instead of init and can still
 be found and killed. Memory and task counts come from walking that tree, so their cost
-grows with its size and peaks are sampled rather than exact; the kernel enforces nothing
-beyond the CPU affinity.
+grows with its size and peaks are sampled rather than exact, as is its I/O (/proc/PID/io of
+each process, kept after it exits); the kernel enforces nothing beyond the CPU affinity:
+weights, a CPU quota, I/O throttles and memory_low are not applied.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 from collections.abc import Callable
 
 from tiered_run.backends.base import Backend, Probe
-from tiered_run.backends.proctree import measure
+from tiered_run.backends.proctree import IoTally, measure
 from tiered_run.host.processes import read_stat, signal_each, start_ticks
 from tiered_run.model.spec import Limits
 from tiered_run.model.usage import Usage
@@ -27,6 +28,7 @@ class PlainBackend(Backend):
         self._root: int | None = None
         self._helpers: set[int] = set()
         self._on_tree: Callable[[list[tuple[int, int]]], object] | None = None
+        self._io = IoTally()
 
     @classmethod
     def _probe(cls) -> Probe:
@@ -86,6 +88,7 @@ class PlainBackend(Backend):
             tasks=totals.threads,
             cpu_s=totals.cpu_s,
             cpus_used=totals.cpus,
+            io=self._io.add(totals.io),
         )
 
     def pids(self) -> list[int]:

@@ -7,10 +7,13 @@ start-up time that runs with kernel counters never need to pay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from tiered_run.model.usage import MemorySplit
+from tiered_run.model.usage import IoCounts, MemorySplit
+
+# A process of the tree as (pid, start time), so that a reused pid is another process.
+Member = tuple[int, float]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Totals:
     cpu_s: float
     cpus: frozenset[int]
     exact: bool = True
+    # (read_bytes, write_bytes) of /proc/PID/io per process: what reached a device.
+    io: Mapping[Member, tuple[int, int]] = field(default_factory=dict)
 
 
 def measure(pids: Iterable[int]) -> Totals:
@@ -36,6 +41,7 @@ def measure(pids: Iterable[int]) -> Totals:
     exact = True
     cpu = 0.0
     cpus = set()
+    io: dict[Member, tuple[int, int]] = {}
     for pid in pids:
         try:
             proc = psutil.Process(pid)
@@ -52,9 +58,46 @@ def measure(pids: Iterable[int]) -> Totals:
                 times = proc.cpu_times()
                 cpu += times.user + times.system
                 cpus.add(proc.cpu_num())
+                counters = _io(pid)
+                if counters is not None:
+                    io[(pid, proc.create_time())] = counters
         except psutil.NoSuchProcess:
             continue
-    return Totals(memory, MemorySplit(anon, file, shmem), threads, cpu, frozenset(cpus), exact)
+    split = MemorySplit(anon, file, shmem)
+    return Totals(memory, split, threads, cpu, frozenset(cpus), exact, io)
+
+
+def _io(pid: int) -> tuple[int, int] | None:
+    """read_bytes and write_bytes of /proc/PID/io (fs/proc/base.c: do_io_accounting): the
+    bytes this process (and its dead threads) made a device read or write; None where it
+    cannot be read (another user's process without ptrace access, gone)."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    values = dict(line.split(b": ") for line in text.splitlines() if b": " in line)
+    try:
+        return int(values[b"read_bytes"]), int(values[b"write_bytes"])
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass
+class IoTally:
+    """The tree's I/O so far, from walks of its live processes: /proc/PID/io counts only
+    the living (a reaped child's bytes go nowhere a parent shows), so each process's last
+    seen figures are kept after it is gone. What a process did between the last walk and
+    its exit is missed: the figures are floors, and no operations are counted."""
+
+    seen: dict[Member, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, io: Mapping[Member, tuple[int, int]]) -> IoCounts:
+        self.seen.update(io)
+        return IoCounts(
+            sum(read for read, _ in self.seen.values()),
+            sum(written for _, written in self.seen.values()),
+        )
 
 
 _PSS_KEYS = {b"Pss:": 0, b"Pss_Anon:": 1, b"Pss_File:": 2, b"Pss_Shmem:": 3}

@@ -36,6 +36,7 @@ from tiered_run.backends.cgroupfs import (
     system_mounts,
 )
 from tiered_run.backends.ownership import Owned, claim, judge
+from tiered_run.backends.shares import IO_PROPERTIES
 from tiered_run.errors import BackendError
 from tiered_run.host.commands import ask
 from tiered_run.inputs.units import format_cpus
@@ -71,8 +72,16 @@ def scope_properties(limits: Limits, unified: bool) -> list[str]:
         props.append(f"TasksMax={limits.tasks_max + 1}")
     if limits.cpu_weight is not None:
         props.append(f"CPUWeight={limits.cpu_weight}")
+    if limits.cpu_quota is not None:
+        props.append(f"CPUQuota={limits.cpu_quota:g}%")
     if limits.io_weight is not None:
         props.append(f"IOWeight={limits.io_weight}")
+    if limits.io_device is not None:
+        device = limits.io_device.node
+        for key, value in limits.io_max.items():
+            props.append(f"{IO_PROPERTIES[key]}={device} {value}")
+    if limits.memory_low is not None and unified:
+        props.append(f"MemoryLow={limits.memory_low}")
     if unified:
         props.append(f"AllowedCPUs={format_cpus(limits.cpus)}")
     return props
@@ -102,11 +111,15 @@ class SystemdBackend(Backend):
             return Probe(False, "systemd-run is not installed")
         if os.geteuid() != 0:
             return Probe(False, "transient system scopes need root")
-        caps = CONTAINING | {Capability.OOM_EVENTS, Capability.FREEZE}
-        # MemoryHigh= needs the unified hierarchy; on a hybrid machine the run's memory is a
-        # v1 group, which records its peak instead (what the created run reports too).
+        caps = CONTAINING | {Capability.OOM_EVENTS, Capability.FREEZE} | _SCOPE_SHARES
+        # MemoryHigh= and MemoryLow= need the unified hierarchy; on a hybrid machine the
+        # run's memory is a v1 group, which records its peak instead (what the created run
+        # reports too).
         unified = not any(m.version == 1 for m in system_mounts())  # as a run decides it
-        caps |= {Capability.MEMORY_HIGH} if unified else {Capability.MEMORY_PEAK}
+        if unified:
+            caps |= {Capability.MEMORY_HIGH, Capability.MEMORY_LOW}
+        else:
+            caps |= {Capability.MEMORY_PEAK}
         return Probe(True, "systemd is PID 1: transient scope", frozenset(caps))
 
     def describe(self, reason: str) -> str:
@@ -246,8 +259,14 @@ class SystemdBackend(Backend):
 
 # Hierarchies where a delegated scope holds our leaf on a hybrid machine ("" = unified);
 # the cpuset and freezer leaves stay below tiered-run's own groups (systemd leaves them alone).
-_SCOPED_V1 = ("memory", "pids", "cpuacct", "")
-_VIEW_V1 = frozenset({"memory", "pids", "cpuacct", "cpuset", "freezer"})
+_SCOPED_V1 = ("memory", "pids", "cpuacct", "cpu", "blkio", "")
+_VIEW_V1 = frozenset({"memory", "pids", "cpuacct", "cpu", "blkio", "cpuset", "freezer"})
+# What systemd's CPUWeight=, CPUQuota=, IOWeight= and IO*Max= give a scope, which it
+# hands to the kernel's cpu and io (blkio) controllers; the created run says what its
+# own groups got.
+_SCOPE_SHARES = frozenset(
+    {Capability.CPU_WEIGHT, Capability.CPU_QUOTA, Capability.IO_WEIGHT, Capability.IO_LIMIT}
+)
 
 
 def _systemctl(*args: str) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from tiered_run.model.host import HostState
 from tiered_run.model.report import BeforeKill, Event, HostSummary, TimelinePoint
-from tiered_run.model.usage import MemorySplit, Usage
+from tiered_run.model.usage import IoCounts, MemorySplit, Stalls, Usage
 from tiered_run.policy.breaches import Breach
 
 TIMELINE_POINTS = 512
@@ -24,8 +24,8 @@ class Timeline:
     """Samples kept at an evenly thinned resolution, never more than TIMELINE_POINTS.
 
     Thinning merges neighbours into buckets instead of dropping samples: a bucket keeps
-    its start time, the maximum of each gauge (memory, tasks, load, pressure) and the last
-    CPU time, so a one-sample spike is still in a 15-minute timeline.
+    its start time, the maximum of each gauge (memory, tasks, load, pressure, I/O rates) and
+    the last CPU time, so a one-sample spike is still in a 15-minute timeline.
     """
 
     points: list[TimelinePoint] = field(default_factory=list)
@@ -62,6 +62,8 @@ def merge_points(first: TimelinePoint, second: TimelinePoint) -> TimelinePoint:
         cpu_s=second.cpu_s if second.cpu_s is not None else first.cpu_s,
         load1=_max(first.load1, second.load1),
         pressure_pct=_max(first.pressure_pct, second.pressure_pct),
+        io_read_bps=_max(first.io_read_bps, second.io_read_bps),
+        io_write_bps=_max(first.io_write_bps, second.io_write_bps),
     )
 
 
@@ -83,6 +85,10 @@ class Peaks:
     # The split of the sample with the highest use, and that use.
     split: MemorySplit | None = None
     split_of: int = 0
+    # Counters that only grow: the latest (highest) reading of each.
+    io: IoCounts | None = None
+    cpu_throttled_s: float | None = None
+    stalls: Stalls | None = None
 
     @property
     def unreclaimable(self) -> int | None:
@@ -109,6 +115,9 @@ class Peaks:
             cpus_known=self.cpus_known or known,
             split=split,
             split_of=split_of,
+            io=_more_io(self.io, usage.io),
+            cpu_throttled_s=_max(self.cpu_throttled_s, usage.cpu_throttled_s),
+            stalls=_more_stalls(self.stalls, usage.stalls),
         )
 
     def with_host(self, host: HostState) -> Peaks:
@@ -124,6 +133,36 @@ class Peaks:
 
     def with_protected_busy(self, share: float) -> Peaks:
         return replace(self, protected_busy=_max(self.protected_busy, share))
+
+
+def _more_io(kept: IoCounts | None, new: IoCounts | None) -> IoCounts | None:
+    """The later of two readings of counters that only grow; a final reading of a cgroup
+    removed under us (all zero, or missing) does not undo what was seen."""
+    if kept is None or new is None:
+        return new or kept
+    return IoCounts(
+        max(kept.read_bytes, new.read_bytes),
+        max(kept.write_bytes, new.write_bytes),
+        _max(kept.read_ops, new.read_ops),
+        _max(kept.write_ops, new.write_ops),
+    )
+
+
+def _more_stalls(kept: Stalls | None, new: Stalls | None) -> Stalls | None:
+    if kept is None or new is None:
+        return new or kept
+    return Stalls(_max(kept.cpu, new.cpu), _max(kept.memory, new.memory), _max(kept.io, new.io))
+
+
+def io_rates(
+    before: IoCounts | None, after: IoCounts | None, seconds: float
+) -> tuple[float | None, float | None]:
+    """Bytes/s read and written between two readings; None without both, or no time."""
+    if before is None or after is None or seconds <= 0:
+        return None, None
+    read = max(0, after.read_bytes - before.read_bytes) / seconds
+    written = max(0, after.write_bytes - before.write_bytes) / seconds
+    return round(read), round(written)
 
 
 def _max(*values):

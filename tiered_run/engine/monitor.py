@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from tiered_run.backends.base import Backend
-from tiered_run.engine.accounting import Accounting, Peaks, RusageFloor, Timeline
+from tiered_run.engine.accounting import Accounting, Peaks, RusageFloor, Timeline, io_rates
 from tiered_run.engine.ending import Clock, Ending, Wait, terminate_tree
 from tiered_run.host.reaper import reap_orphans
 from tiered_run.inputs.units import format_size, plural
@@ -104,6 +104,7 @@ class Monitor:
         self._events: list[Event] = []
         self._timeline = Timeline()
         self._peaks = Peaks()
+        self._last_t = 0.0  # when the last sample was taken, for the I/O rates
         self._host_start = self._host_last = host.read()
         watched = limits.load_max is not None or limits.pressure_max is not None
         self._host_period = interval if watched else max(interval, HOST_PERIOD)
@@ -294,7 +295,10 @@ class Monitor:
 
     def _tick(self) -> None:
         usage = self._backend.sample()
-        self._peaks = self._peaks.with_usage(usage)
+        before, self._peaks = self._peaks, self._peaks.with_usage(usage)
+        elapsed = self.elapsed()
+        read_bps, write_bps = io_rates(before.io, self._peaks.io, elapsed - self._last_t)
+        self._last_t = elapsed
         host = self._host_last
         fresh = (now := self._clock()) >= self._next_host
         if fresh:
@@ -306,13 +310,15 @@ class Monitor:
             # Orphans that died count against pids.current until reaped.
             reap_orphans(keep=() if self._main_pid is None else (self._main_pid,))
         point = TimelinePoint(
-            round(self.elapsed(), 3),
+            round(elapsed, 3),
             usage.memory,
             usage.tasks,
             usage.cpu_s,
             # Between host reads there is no host sample: none is made up.
             host.load1 if fresh else None,
             host.pressure_max if fresh else None,
+            read_bps,
+            write_bps,
         )
         self._timeline.add(point)
         if self._on_sample is not None:

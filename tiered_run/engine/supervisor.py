@@ -48,7 +48,7 @@ from tiered_run.model.report import (
     signal_name,
 )
 from tiered_run.model.spec import RunSpec
-from tiered_run.model.usage import Usage, memory_method, memory_source
+from tiered_run.model.usage import Usage, io_source, memory_method, memory_source
 from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
 from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
 
@@ -350,17 +350,25 @@ class Supervisor:
             host=accounting.host_summary(spec.protected_cpus),
             log=str(spec.log) if spec.log is not None else None,
             warnings=(*spec.warnings, *self.warnings),
-            not_enforced=not_enforced(spec.limits, self.backend.name),
+            not_enforced=not_enforced(spec.limits, caps),
             ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
             hostname=os.uname().nodename,
             tiered_run_version=__version__,
             peak_memory_method=None if memory is None else memory_method(caps, spec.interval),
             peak_memory_unreclaimable_bytes=peaks.unreclaimable,
             memory_split=None if peaks.split is None else peaks.split.to_dict(),
+            io=None if peaks.io is None else peaks.io.to_dict(),
+            io_source=None if peaks.io is None else io_source(caps),
+            cpu_throttled_s=_rounded(peaks.cpu_throttled_s),
+            pressure_stall=None if peaks.stalls is None else peaks.stalls.to_dict(),
             events=accounting.events,
             timeline=accounting.timeline,
             before_kill=accounting.before_kill,
         )
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
 
 
 def _tell(call: Callable[..., object], *args: object) -> bool:

@@ -1,7 +1,8 @@
 """Docker: `docker run` flags and a compose service with the tier's ceilings.
 
-Docker has no run-time limit and no niceness; a cgroup v1 blkio weight (10-1000) and CPU
-shares stand in for systemd's weights (1-10000, 100 each by default).
+Docker has no run-time limit, no niceness and no memory.low; a cgroup v1 blkio weight
+(10-1000) and CPU shares stand in for systemd's weights (1-10000, 100 each by default), and
+`--cpus` for the CPU quota.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _container(sheet: Sheet) -> dict[str, object]:
     values["stop_grace_period"] = whole_seconds(sheet.take("kill_after"))
     if (weight := sheet.take("cpu_weight")) is not None:
         values["cpu_shares"] = max(2, round(weight * SHARES_PER_WEIGHT))
+    if (quota := sheet.take("cpu_quota")) is not None:
+        values["cpus"] = f"{quota / 100:g}"  # Docker's CFS quota, in CPUs
+    values |= _throttles(sheet)
     if (weight := sheet.take("io_weight")) is not None:
         blkio = min(1000, max(10, round(weight * BLKIO_PER_WEIGHT)))
         if blkio != weight * BLKIO_PER_WEIGHT:
@@ -43,6 +47,26 @@ def _container(sheet: Sheet) -> dict[str, object]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+# Docker's flag and compose's blkio_config key for each io.max key.
+_THROTTLES = {
+    "rbps": ("--device-read-bps", "device_read_bps"),
+    "wbps": ("--device-write-bps", "device_write_bps"),
+    "riops": ("--device-read-iops", "device_read_iops"),
+    "wiops": ("--device-write-iops", "device_write_iops"),
+}
+
+
+def _throttles(sheet: Sheet) -> dict[str, object]:
+    """The I/O throttles by compose key, each `(device node, rate)`."""
+    for name in ("io_read_max", "io_write_max", "io_read_iops_max", "io_write_iops_max"):
+        sheet.take(name)
+    device, limits = sheet.take("io_device"), sheet.exported.spec.limits
+    if device is None:
+        return {}
+    path = device.node
+    return {_THROTTLES[key][1]: (path, value) for key, value in limits.io_max.items()}
+
+
 _FLAGS = {
     "cpuset": "--cpuset-cpus",
     "mem_limit": "--memory",
@@ -52,6 +76,8 @@ _FLAGS = {
     "stop_grace_period": "--stop-timeout",
     "cpu_shares": "--cpu-shares",
     "blkio_weight": "--blkio-weight",
+    "cpus": "--cpus",
+    **{compose: flag for flag, compose in _THROTTLES.values()},
     "user": "--user",
     "working_dir": "--workdir",
 }
@@ -67,6 +93,8 @@ def docker_run(exported: Exported) -> str:
     for key, value in values.items():
         if key == "environment":
             words += [["--env", f"{name}={text}"] for name, text in value.items()]  # type: ignore[union-attr]
+        elif isinstance(value, tuple):
+            words.append([_FLAGS[key], f"{value[0]}:{value[1]}"])
         else:
             words.append([_FLAGS[key], str(value)])
     words.append([exported.image, *exported.spec.command])
@@ -93,7 +121,11 @@ def compose_service(exported: Exported) -> str:
     service: dict[str, object] = {"image": exported.image, "command": list(exported.spec.command)}
     for key, value in values.items():
         if key == "blkio_weight":
-            service["blkio_config"] = {"weight": value}
+            blkio = service.setdefault("blkio_config", {})
+            blkio["weight"] = value  # type: ignore[index]
+        elif isinstance(value, tuple):
+            blkio = service.setdefault("blkio_config", {})
+            blkio[key] = [{"path": value[0], "rate": value[1]}]  # type: ignore[index]
         elif key == "stop_grace_period":
             service[key] = f"{value}s"
         else:

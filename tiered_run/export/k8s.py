@@ -43,6 +43,10 @@ def job_manifest(exported: Exported) -> str:
     )
     requests: dict[str, object] = {"cpu": str(len(cpus))}
     limits: dict[str, object] = {"cpu": str(len(cpus))}
+    if (quota := sheet.take("cpu_quota")) is not None:
+        # A CPU limit is a CFS quota (the kubelet writes cpu.max): the tighter one wins.
+        limits["cpu"] = f"{round(min(quota, len(cpus) * 100) * 10)}m"
+        requests["cpu"] = limits["cpu"]
     memory, high = sheet.take("memory"), sheet.take("memory_high")
     if memory is not None:
         limits["memory"] = quantity(memory)

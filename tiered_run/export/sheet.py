@@ -117,6 +117,10 @@ def described(setting: Setting, value: Any) -> str:
         return format_cpus(value)
     if setting.unit == "bytes":
         return format_size(value)
+    if setting.unit == "bytes_per_s":
+        return f"{format_size(value)}/s"
+    if setting.unit == "pct":
+        return f"{value:g} %"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return shown(setting, value)

@@ -80,6 +80,10 @@ def tier_config(spec: RunSpec, protected: dict[int, str]) -> str:
         value = getattr(spec.limits, setting.name)
         if value is None:
             continue
+        if setting.name == "io_device":
+            # Disks are numbered by each node: there the working directory's is taken.
+            lines.append("# io_device: the node's disk of the working directory")
+            continue
         if setting.name == "cpus":
             value = format_cpus(value)
         elif setting.name == "stop_signal":

@@ -8,6 +8,7 @@ import re
 import signal
 from pathlib import Path
 
+from tiered_run.backends.shares import IO_PROPERTIES
 from tiered_run.export.sheet import Exported, Sheet, whole_seconds
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.host import Machine
@@ -66,7 +67,12 @@ def service_unit(exported: Exported) -> str:
     service.append("KillMode=control-group")  # the ending signal reaches the whole tree
     put("Nice", sheet.take("nice"))
     put("CPUWeight", sheet.take("cpu_weight"))
+    quota = sheet.take("cpu_quota")
+    put("CPUQuota", None if quota is None else f"{quota:g}%")
     put("IOWeight", sheet.take("io_weight"))
+    for key, line in io_properties(sheet).items():
+        put(key, line)
+    put("MemoryLow", sheet.take("memory_low"))
     put("User", sheet.take("user"))
     put("WorkingDirectory", sheet.take("cwd"))
     for key, value in (sheet.take("env") or {}).items():
@@ -82,6 +88,18 @@ def service_unit(exported: Exported) -> str:
         *service,
     ]
     return sheet.header() + "\n".join(unit) + "\n"
+
+
+def io_properties(sheet: Sheet) -> dict[str, str]:
+    """IOReadBandwidthMax= and the like for the run's disk, by its device node, in the
+    order of io.max's keys."""
+    for name in ("io_read_max", "io_write_max", "io_read_iops_max", "io_write_iops_max"):
+        sheet.take(name)
+    device, limits = sheet.take("io_device"), sheet.exported.spec.limits
+    if device is None:
+        return {}
+    path = device.node
+    return {IO_PROPERTIES[key]: f"{path} {value}" for key, value in limits.io_max.items()}
 
 
 def slice_files(tiers: dict[str, Tier], machine: Machine, source: str) -> list[tuple[str, str]]:

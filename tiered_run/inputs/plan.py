@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tiered_run.errors import UsageError
+from tiered_run.host.blockdev import device_of
 from tiered_run.host.machine import Machine
 from tiered_run.host.outputs import OutputKind, check_output
 from tiered_run.inputs.config import Config
 from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.inputs.settings import LIMITS, Setting, Where, term, with_settings
 from tiered_run.inputs.units import MAX_INTERVAL
-from tiered_run.model.spec import Privileges, RunSpec, UserSpec
+from tiered_run.model.spec import Limits, Privileges, RunSpec, UserSpec
 from tiered_run.policy.tiers import (
     check_protected,
     protected_tiers,
@@ -62,6 +63,7 @@ def plan_run(
         protected=owners,
         from_file=options.from_file,
     )
+    limits = _with_io_device(limits, options.cwd, options.from_file)
     where = f"tier {tier.name!r} (from {config.source})"
     if options.cpus is not None:
         where = term("cpus", options.from_file)
@@ -108,6 +110,21 @@ def plan_run(
         before_kill=options.before_kill or (),
         warnings=tuple(warning for warning in warnings if warning),
     )
+
+
+def _with_io_device(limits: Limits, cwd: Path | None, from_file: bool) -> Limits:
+    """I/O ceilings without io_device apply to the disk of the working directory, where a
+    build or a test suite does its I/O."""
+    if limits.io_device is not None or not limits.io_max:
+        return limits
+    try:
+        return replace(limits, io_device=device_of(cwd or Path.cwd()))
+    except ValueError as err:
+        key = term("io_device", from_file)
+        raise UsageError(
+            f"the I/O ceilings apply to the working directory's disk: {err} (with {key})",
+            key=key,
+        ) from err
 
 
 def _user(options: RunOptions, tier_user: str | None, tier_where: str) -> UserSpec | None:

@@ -43,7 +43,7 @@ from tiered_run.inputs.units import (
     parse_size,
     parse_timeout,
 )
-from tiered_run.model.spec import OnLoad
+from tiered_run.model.spec import BlockDevice, OnLoad
 
 # The kernel's PID_MAX_LIMIT on 64-bit machines: no tree can hold more tasks, and pids.max
 # refuses larger values (which a ladder found only when the step started).
@@ -79,7 +79,6 @@ class Setting:
     unit: str = ""  # the report key's suffix: timeout_s, memory_bytes, pressure_max_pct
     lifts: bool = False  # 0 (`none`, `infinity`) is no ceiling, and lifts the tier's
     kernel: Capability | None = None  # with it, the kernel holds the ceiling
-    only_by: frozenset[str] = frozenset()  # the backends that apply it; empty: all of them
     to_json: Callable[[Any], object] | None = None
 
     def __post_init__(self) -> None:
@@ -186,6 +185,35 @@ def _signal_name(number: int) -> str:
     return signal.Signals(number).name
 
 
+MAX_QUOTA_PCT = 100_000.0  # a thousand CPUs' worth: more is a typo
+
+
+def _percent(raw: object) -> float:
+    """A CPU quota in percent of one CPU, as systemd's CPUQuota=: `50%`, `400%`, or the
+    number alone."""
+    text = raw.strip().removesuffix("%").strip() if isinstance(raw, str) else raw
+    return parse_number(text, low=1, high=MAX_QUOTA_PCT, example='"400%"')  # type: ignore[arg-type]
+
+
+def _rate(raw: object) -> int:
+    """Bytes per second: a size (`10M`), with or without `/s`; `none` lifts it."""
+    text = raw.strip().removesuffix("/s") if isinstance(raw, str) else raw
+    return parse_size(text, ceiling=True)  # type: ignore[arg-type]
+
+
+def _device_spec(device: BlockDevice) -> str:
+    return device.spec  # the report's `io_device`: `MAJ:MIN`, as the kernel's files name it
+
+
+def _device(raw: object) -> BlockDevice:
+    """A disk (`/dev/sda`), or a path whose filesystem's disk is meant."""
+    if not isinstance(raw, str) or not raw or "\0" in raw:
+        raise ValueError(f'expected a path, e.g. "/dev/sda" or "/var/tmp"; got {raw!r}')
+    from tiered_run.host.blockdev import device_of  # reads sysfs: only where one is given
+
+    return device_of(Path(raw).expanduser())
+
+
 _CEILING = partial(parse_size, ceiling=True)
 _NUMBERS = (str, int, float)
 _RUNS = Where.RUN | Where.TIER | Where.STEP
@@ -247,16 +275,55 @@ SETTINGS: tuple[Setting, ...] = (
         "nice", number(-20, 19, "5", whole=True), _RUNS, "Scheduling niceness.",
         toml=(int,), example="5", metavar="N", limit=True,
     ),
-    # systemd's CPUWeight= and IOWeight= on the run's scope; no other backend applies them.
+    # The kernel's CPU and I/O controllers (systemd's CPUWeight=, CPUQuota=, IOWeight=,
+    # IO*BandwidthMax=, IO*IOPSMax=, MemoryLow=): where a backend has no controller for one,
+    # nothing else can hold it, and the report says it was not applied.
     Setting(
-        "cpu_weight", number(1, 10000, "100", whole=True), Where.TIER | Where.STEP,
-        "CPU weight of the run against its siblings (systemd backend).",
-        toml=(int,), example="100", metavar="N", limit=True, only_by=frozenset({"systemd"}),
+        "cpu_weight", number(1, 10000, "100", whole=True), _RUNS,
+        "CPU weight against the run's siblings, 1-10000 (100: the default).",
+        toml=(int,), example="100", metavar="N", limit=True, kernel=Capability.CPU_WEIGHT,
     ),
     Setting(
-        "io_weight", number(1, 10000, "100", whole=True), Where.TIER | Where.STEP,
-        "I/O weight of the run against its siblings (systemd backend).",
-        toml=(int,), example="100", metavar="N", limit=True, only_by=frozenset({"systemd"}),
+        "cpu_quota", _percent, _RUNS,
+        "CPU time ceiling in percent of one CPU, e.g. 400% (four CPUs' worth).",
+        toml=_NUMBERS, example='"400%"', metavar="PERCENT", limit=True, unit="pct",
+        kernel=Capability.CPU_QUOTA,
+    ),
+    Setting(
+        "io_weight", number(1, 10000, "100", whole=True), _RUNS,
+        "I/O weight against the run's siblings, 1-10000, where the disk's scheduler honours it.",
+        toml=(int,), example="100", metavar="N", limit=True, kernel=Capability.IO_WEIGHT,
+    ),
+    Setting(
+        "io_read_max", _rate, _RUNS, "Read ceiling on the I/O device, bytes/s, e.g. 50M.",
+        toml=_NUMBERS, example='"50M"', metavar="SIZE/s", limit=True, unit="bytes_per_s",
+        lifts=True, kernel=Capability.IO_LIMIT,
+    ),
+    Setting(
+        "io_write_max", _rate, _RUNS, "Write ceiling on the I/O device, bytes/s, e.g. 10M.",
+        toml=_NUMBERS, example='"10M"', metavar="SIZE/s", limit=True, unit="bytes_per_s",
+        lifts=True, kernel=Capability.IO_LIMIT,
+    ),
+    Setting(
+        "io_read_iops_max", number(1, 1e9, "1000", whole=True), _RUNS,
+        "Read operations per second on the I/O device.",
+        toml=(int,), example="1000", metavar="N", limit=True, kernel=Capability.IO_LIMIT,
+    ),
+    Setting(
+        "io_write_iops_max", number(1, 1e9, "1000", whole=True), _RUNS,
+        "Write operations per second on the I/O device.",
+        toml=(int,), example="1000", metavar="N", limit=True, kernel=Capability.IO_LIMIT,
+    ),
+    Setting(
+        "io_device", _device, _RUNS,
+        "Disk of the I/O ceilings, or a path on it; default: the working directory's.",
+        example='"/var/tmp"', metavar="PATH", limit=True, to_json=_device_spec,
+    ),
+    Setting(
+        "memory_low", _CEILING, _RUNS,
+        "Memory the kernel leaves the tree while others have reclaimable memory.",
+        toml=_NUMBERS, example='"2G"', metavar="SIZE", limit=True, unit="bytes", lifts=True,
+        kernel=Capability.MEMORY_LOW,
     ),
     Setting(
         "user", _text, _RUNS,

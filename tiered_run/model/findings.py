@@ -12,7 +12,8 @@ import enum
 from dataclasses import dataclass, field
 
 # 1: findings (id, area, severity, summary, consequence, remedy), machine, tier.
-SCHEMA_VERSION = 1
+# 2: machine.guards has the CPU and I/O ceilings (cpu_quota, io_*, memory_low).
+SCHEMA_VERSION = 2
 
 
 class Severity(enum.Enum):

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field, fields
 # 2: one unit convention (`_bytes`, `_s`, `_pct` percentages), ended_at, hostname,
 # tiered_run_version, not_enforced; enforced_by_kernel lists only ceilings that are set.
 # 3: before_kill, what --before-kill ran and printed.
-SCHEMA_VERSION = 3
+# 4: io, io_source, cpu_throttled_s, pressure_stall; the timeline's io_*_bps; the limits'
+# weights, cpu_quota_pct, I/O throttles and memory_low_bytes.
+SCHEMA_VERSION = 4
 
 
 class Outcome(enum.Enum):
@@ -41,6 +43,9 @@ class TimelinePoint:
     cpu_s: float | None
     load1: float | None  # None where the host was not read at this sample
     pressure_pct: float | None
+    # Bytes/s the tree read and wrote since the sample before (None: not measured).
+    io_read_bps: float | None = None
+    io_write_bps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,9 @@ class RunReport:
     # Things that went wrong around the run without changing its outcome: a log that
     # could not be written, a watchdog that was killed, a cgroup that could not be removed.
     warnings: tuple[str, ...] = ()
-    # Ceilings that were asked for but that this backend does not apply (cpu_weight and
-    # io_weight outside systemd): listed, never dropped silently.
+    # Ceilings that were asked for but that only the kernel can hold and this backend has no
+    # controller for (weights, a CPU quota, I/O throttles, memory_low): listed, never
+    # dropped silently.
     not_enforced: tuple[str, ...] = ()
     ended_at: str | None = None
     hostname: str = ""
@@ -160,6 +166,15 @@ class RunReport:
     # the split of the memory at that moment: the peak above also counts page cache.
     peak_memory_unreclaimable_bytes: int | None = None
     memory_split: dict[str, int | None] | None = None
+    # Block I/O of the whole tree (read/write bytes and operations), and where it was read:
+    # `kernel` (the cgroup's counters) or `sampled` (/proc/PID/io of the live processes,
+    # a floor; no operations).
+    io: dict[str, int | None] | None = None
+    io_source: str | None = None
+    # Time the CPU quota held the tree back (cpu.stat throttled_usec / throttled_time).
+    cpu_throttled_s: float | None = None
+    # Seconds some task of the run stalled for cpu, memory and io (PSI of its own cgroup).
+    pressure_stall: dict[str, float | None] | None = None
     events: tuple[Event, ...] = ()
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False)
     # What --before-kill ran at the breach, and its output; None when nothing ran.

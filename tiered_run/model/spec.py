@@ -17,6 +17,30 @@ class OnLoad(enum.Enum):
 
 
 @dataclass(frozen=True)
+class BlockDevice:
+    """A whole disk, as the kernel's I/O throttles name it (`MAJ:MIN`, see
+    /sys/dev/block/): io.max and blkio.throttle.* take whole disks, so a partition or a
+    path stands for the disk it lies on. `name` is the disk's (`vda`), for people."""
+
+    major: int
+    minor: int
+    name: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.major}:{self.minor}"
+
+    @property
+    def node(self) -> str:
+        """Its device node, which devtmpfs names as the kernel does; systemd and Docker
+        take a path (Docker's parser splits at `:`, so not /dev/block/MAJ:MIN)."""
+        return f"/dev/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.spec})"
+
+
+@dataclass(frozen=True)
 class Limits:
     """Ceilings for one run's whole process tree; None means no ceiling.
 
@@ -37,8 +61,26 @@ class Limits:
     pressure_max: float | None = None
     on_load: OnLoad = OnLoad.WARN
     nice: int | None = None
-    cpu_weight: int | None = None  # applied where systemd manages the run
-    io_weight: int | None = None
+    cpu_weight: int | None = None  # systemd's scale, 1-10000 (100: the kernel's default)
+    cpu_quota: float | None = None  # percent of one CPU, as systemd's CPUQuota=
+    io_weight: int | None = None  # systemd's scale, 1-10000
+    io_read_max: int | None = None  # bytes/s on io_device
+    io_write_max: int | None = None
+    io_read_iops_max: int | None = None
+    io_write_iops_max: int | None = None
+    io_device: BlockDevice | None = None  # where the four above apply
+    memory_low: int | None = None  # protected from reclaim while others hold reclaimable memory
+
+    @property
+    def io_max(self) -> dict[str, int]:
+        """The I/O throttles that are set, by io.max's key (rbps, wbps, riops, wiops)."""
+        pairs = (
+            ("rbps", self.io_read_max),
+            ("wbps", self.io_write_max),
+            ("riops", self.io_read_iops_max),
+            ("wiops", self.io_write_iops_max),
+        )
+        return {key: value for key, value in pairs if value is not None}
 
     def as_dict(self) -> dict[str, object]:
         """The report's `limits`, under the table's keys (`timeout_s`, `memory_bytes`)."""

@@ -23,16 +23,40 @@ class Capability(enum.Enum):
     OOM_EVENTS = "oom-events"  # kernel OOM kills inside the run are counted
     FREEZE = "freeze"  # the whole tree can be paused at once
     ATOMIC_KILL = "atomic-kill"  # one write kills every task, no fork race
+    CPU_WEIGHT = "cpu-weight"  # the run's CPU share against its siblings (cpu.weight/shares)
+    CPU_QUOTA = "cpu-quota"  # CPU time per period, throttled beyond (cpu.max/cfs_quota_us)
+    IO_WEIGHT = "io-weight"  # the run's I/O share, where the device's scheduler honours it
+    IO_LIMIT = "io-limit"  # bytes/s and IOPS per device (io.max, blkio.throttle.*)
+    MEMORY_LOW = "memory-low"  # memory the kernel reclaims from others first (memory.low)
+    IO_STATS = "io-stats"  # the kernel counts the subtree's block I/O (io.stat, blkio)
 
 
 # With these the kernel itself holds the CPUs, the memory ceiling and the tasks ceiling of
 # the whole tree: what `--backend auto` looks for first.
 CONTAINING = frozenset({Capability.CPUSET, Capability.MEMORY_LIMIT, Capability.TASKS_LIMIT})
 
+# Ceilings only the kernel can hold: a monitor cannot share out CPU or I/O, throttle a
+# device or protect memory from reclaim. Without the capability they are not applied, and
+# the report and doctor say so.
+KERNEL_ONLY = frozenset(
+    {
+        Capability.CPU_WEIGHT,
+        Capability.CPU_QUOTA,
+        Capability.IO_WEIGHT,
+        Capability.IO_LIMIT,
+        Capability.MEMORY_LOW,
+    }
+)
+
 
 def memory_source(capabilities: frozenset[Capability]) -> str:
     """Where a run's peak memory comes from: the kernel's own peak counter, or samples."""
     return "kernel" if Capability.MEMORY_PEAK in capabilities else "sampled"
+
+
+def io_source(capabilities: frozenset[Capability]) -> str:
+    """Where a run's I/O figures come from: the cgroup's counters, or walks of the tree."""
+    return "kernel" if Capability.IO_STATS in capabilities else "sampled"
 
 
 def memory_method(capabilities: frozenset[Capability], interval: float) -> str:
@@ -92,6 +116,42 @@ class MemorySplit:
 
 
 @dataclass(frozen=True)
+class IoCounts:
+    """Block I/O of the whole tree since the run began: bytes and operations that reached
+    a device (cgroup v2 io.stat rbytes/wbytes/rios/wios; v1
+    blkio.throttle.io_service_bytes_recursive and io_serviced_recursive; read_bytes and
+    write_bytes of /proc/PID/io for a walked tree, which counts no operations). Page-cache
+    hits are not I/O; buffered writes count when written back."""
+
+    read_bytes: int = 0
+    write_bytes: int = 0
+    read_ops: int | None = None
+    write_ops: int | None = None
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {
+            "read_bytes": self.read_bytes,
+            "write_bytes": self.write_bytes,
+            "read_ops": self.read_ops,
+            "write_ops": self.write_ops,
+        }
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """Time some task of the run's cgroup stalled waiting for a resource, in seconds (PSI
+    `some total=` of cpu.pressure, memory.pressure, io.pressure in the run's own cgroup2
+    directory); None where the file is missing or PSI is off."""
+
+    cpu: float | None = None
+    memory: float | None = None
+    io: float | None = None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"cpu_s": self.cpu, "memory_s": self.memory, "io_s": self.io}
+
+
+@dataclass(frozen=True)
 class Usage:
     """One sample of the run's resource use; None where this backend cannot measure it.
 
@@ -113,3 +173,6 @@ class Usage:
     oom_site: OomSite = OomSite.OWN
     oom_ceiling: Ceiling | None = None
     memory_split: MemorySplit | None = None
+    io: IoCounts | None = None  # cumulative since the start
+    cpu_throttled_s: float | None = None  # time the quota held the run back, cumulative
+    stalls: Stalls | None = None  # cumulative

@@ -9,7 +9,7 @@ from tiered_run.inputs.units import format_duration, format_size, plural
 from tiered_run.model.host import HostState
 from tiered_run.model.report import Outcome
 from tiered_run.model.spec import Limits, OnLoad
-from tiered_run.model.usage import Capability, OomSite, Usage
+from tiered_run.model.usage import KERNEL_ONLY, Capability, OomSite, Usage
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,14 @@ def kernel_enforced(limits: Limits, capabilities: frozenset[Capability]) -> tupl
     )
 
 
-def not_enforced(limits: Limits, backend: str) -> tuple[str, ...]:
-    """Ceilings that were asked for but that `backend` does not apply (the table's
-    `only_by`: systemd's CPUWeight= and IOWeight=); the report says so."""
+def not_enforced(limits: Limits, capabilities: frozenset[Capability]) -> tuple[str, ...]:
+    """Ceilings that were asked for but that only the kernel can hold and this backend has
+    no controller for (a weight, a quota, an I/O throttle, memory_low): the report says so
+    instead of dropping them silently."""
     return tuple(
         setting.name
         for setting in LIMITS
-        if setting.only_by
-        and backend not in setting.only_by
+        if setting.kernel in KERNEL_ONLY
+        and setting.kernel not in capabilities
         and getattr(limits, setting.name) is not None
     )

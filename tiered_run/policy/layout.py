@@ -238,14 +238,20 @@ def _workload(
         Planned("kill_after", "5s", "then SIGKILL for whatever is left"),
         Planned("nice", WORKLOAD_NICE, "where it shares a CPU, the workload yields"),
     ]
-    if backend == "systemd":
+    # A weight shares with siblings: only systemd's scope has the host's slices beside it;
+    # below tiered-run's own cgroup its siblings are other runs.
+    weights = {"cpu_weight": Capability.CPU_WEIGHT, "io_weight": Capability.IO_WEIGHT}
+    held = [name for name, cap in weights.items() if cap in capabilities]
+    if backend == "systemd" and held:
         why = "systemd gives the run's scope this weight against the host's slices (100)"
-        values += [Planned("cpu_weight", RUN_WEIGHT, why), Planned("io_weight", RUN_WEIGHT, why)]
-    else:
+        values += [Planned(name, RUN_WEIGHT, why) for name in held]
+    if backend != "systemd":
         left_out.append(
-            f"cpu_weight, io_weight: left out, only the systemd backend applies them "
-            f"(here: {backend})"
+            f"cpu_weight, io_weight: left out, with {backend} the run's siblings are other "
+            "runs, not the host's slices (the systemd backend's scope has those)"
         )
+    elif missing := [name for name in weights if name not in held]:
+        left_out.append(f"{', '.join(missing)}: left out, nothing reads it here")
     values.append(Planned("description", "the heavy workload: test suites and stress steps"))
     return PlannedTier(name, "workload", cpus, tuple(values), tuple(left_out))
 

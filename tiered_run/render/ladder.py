@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from tiered_run.inputs.units import format_duration
 from tiered_run.model.report import Outcome
-from tiered_run.render.run import peak_of, tasks_cell
+from tiered_run.render.run import io_of, peak_of, tasks_cell
 from tiered_run.render.text import for_terminal, one_line, truncate
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def render_ladder_table(ladder: LadderReport) -> str:
 
 def step_headers(show_expect: bool) -> list[str]:
     headers = ["#", "step", *(["expect"] if show_expect else []), "result", "outcome", "wall"]
-    return [*headers, "peak memory", "peak tasks", "leftovers", "host load"]
+    return [*headers, "peak memory", "peak tasks", "I/O read / written", "leftovers", "host load"]
 
 
 def step_row(result: StepResult, show_expect: bool) -> list[object]:
@@ -46,6 +46,7 @@ def step_row(result: StepResult, show_expect: bool) -> list[object]:
         "-" if report is None else format_duration(report.wall_s),
         "-" if report is None else peak_of(report),
         "-" if report is None else tasks_cell(report).replace(" of ", " / "),
+        "-" if report is None else io_of(report),
         "-" if report is None else report.leftover_killed,
         "-" if before is None or after is None else f"{before.load1:.2f} -> {after.load1:.2f}",
     ]

@@ -76,6 +76,9 @@ def _rows(report: RunReport) -> list[tuple[str, str | None]]:
         ("not reclaimable", _memory_kept(report)),
         ("memory measured", report.peak_memory_method),
         ("peak tasks", tasks_cell(report)),
+        ("I/O", io_cell(report)),
+        ("CPU throttled", _throttled(report)),
+        ("stalled", _stalled(report)),
         ("CPUs allowed", _cpu_set(report.cpus) if report.cpus else "unknown"),
         ("CPUs used", "unknown" if report.cpus_seen is None else _cpu_set(report.cpus_seen)),
         ("leftovers killed", str(report.leftover_killed)),
@@ -104,7 +107,8 @@ def _backend(report: RunReport) -> str:
 def _not_enforced(report: RunReport) -> str | None:
     if not report.not_enforced:
         return None
-    return f"{', '.join(report.not_enforced)}: applied only by the systemd backend"
+    them = "them" if len(report.not_enforced) > 1 else "it"
+    return f"{', '.join(report.not_enforced)}: {report.backend} has no controller for {them} here"
 
 
 def _of(value: str, limit: str | None) -> str:
@@ -171,6 +175,43 @@ def _memory_kept(report: RunReport) -> str | None:
     return f"at most {format_size(kept)} of the peak; nearest sample: {', '.join(parts)}"
 
 
+def io_cell(report: RunReport) -> str | None:
+    """Bytes read and written, operations where counted, and the write ceiling if any."""
+    io = report.io
+    if io is None:
+        return None
+    parts = [
+        f"read {format_size(io.get('read_bytes') or 0)}",
+        f"written {format_size(io.get('write_bytes') or 0)}",
+    ]
+    if io.get("read_ops") is not None and io.get("write_ops") is not None:
+        parts.append(f"{io['read_ops']} reads, {io['write_ops']} writes")
+    text = ", ".join(parts)
+    if report.io_source == "sampled":
+        text += " (sampled, at least)"
+    return text
+
+
+def _throttled(report: RunReport) -> str | None:
+    quota = limit_value(report, "cpu_quota_pct")
+    if report.cpu_throttled_s is None or quota is None:
+        return None
+    return f"{format_duration(report.cpu_throttled_s)} held back by the {quota:g} % quota"
+
+
+def _stalled(report: RunReport) -> str | None:
+    """PSI of the run's own cgroup: how long some task of it waited for each resource."""
+    stall = report.pressure_stall
+    if not stall or all(value is None for value in stall.values()):
+        return None
+    parts = [
+        f"{name} {format_duration(stall[key] or 0)}"
+        for name, key in (("cpu", "cpu_s"), ("memory", "memory_s"), ("io", "io_s"))
+        if stall.get(key) is not None
+    ]
+    return f"{', '.join(parts)} (PSI some, this run's cgroup)"
+
+
 def _cpu_set(cpus: tuple[int, ...]) -> str:
     """`1`, `4-7 (4 CPUs)`: the count only where the list does not show it at a glance."""
     if not cpus:
@@ -204,6 +245,15 @@ def _protected(report: RunReport) -> str | None:
         return None
     busy = host.protected_cpu_busy_peak_pct
     return f"{busy:.0f} % at peak on {format_cpus(host.protected_cpus)}"
+
+
+def io_of(report: RunReport) -> str:
+    """`2.0 MiB / 30.0 MiB`: bytes read and written, for a ladder's step row."""
+    io = report.io
+    if io is None:
+        return "unknown"
+    text = f"{format_size(io.get('read_bytes') or 0)} / {format_size(io.get('write_bytes') or 0)}"
+    return f"{text} (sampled)" if report.io_source == "sampled" else text
 
 
 def peak_of(report: RunReport) -> str:

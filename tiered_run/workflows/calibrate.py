@@ -24,7 +24,7 @@ from tiered_run.policy.calibration import (
     recommend,
 )
 
-CALIBRATION_SCHEMA_VERSION = 3  # 2, 3: run reports of schema 2, 3 inside
+CALIBRATION_SCHEMA_VERSION = 4  # 2, 3, 4: run reports of schema 2, 3, 4 inside
 
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 

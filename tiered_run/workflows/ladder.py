@@ -28,7 +28,7 @@ from tiered_run.policy.settle import (
     wait_until_settled,
 )
 
-LADDER_SCHEMA_VERSION = 3  # 3: run reports of schema 3 (before_kill) inside
+LADDER_SCHEMA_VERSION = 4  # 3, 4: run reports of schema 3 (before_kill), 4 (I/O) inside
 Runner = Callable[[RunSpec, Callable[[Event], None] | None], RunReport]
 
 

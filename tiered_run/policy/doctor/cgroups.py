@@ -85,12 +85,22 @@ def _v1_access(facts: Facts) -> Finding:
             "run tiered-run as root (sudo tiered-run ...), or from groups your user owns in "
             f"each of {', '.join(V1_NEEDED)} (cgcreate -a $USER -t $USER ...)",
         )
+    shares = [c for c in ("cpu", "blkio") if c in groups and groups[c].writable]
+    lacking = [c for c in ("cpu", "blkio") if c not in shares]
+    consequence = "each run gets its own cpuset, memory, pids, freezer and cpuacct group"
+    if shares:
+        consequence += f", and {' and '.join(shares)} for the weights, quota and I/O throttles"
+    if lacking:
+        consequence += (
+            f"; without a {' or '.join(lacking)} group of tiered-run's own, what those hold "
+            "is not applied (the report lists it)"
+        )
     return Finding(
         "cgroups.v1-access",
         AREA,
         Severity.OK,
         f"tiered-run can make run groups below its own v1 groups ({own})",
-        "each run gets its own cpuset, memory, pids, freezer and cpuacct group",
+        consequence,
     )
 
 
@@ -230,10 +240,11 @@ def _backend_remedy(facts: Facts) -> str:
 
 def _weak_remedy(weak: list[str], facts: Facts) -> str:
     hints = []
-    if {"cpu_weight", "io_weight"} & set(weak):
+    shares = [k for k in weak if k.startswith(("cpu_", "io_")) or k == "memory_low"]
+    if shares:
         hints.append(
-            "cpu_weight and io_weight need the systemd backend (systemd as PID 1, root); "
-            "leave them out of tiers here"
+            f"{', '.join(shares)} need the kernel's controller for the run (cpu, io or blkio; "
+            "memory.low on cgroup v2): mount or delegate it, or leave them out of tiers here"
         )
     if "memory_high" in weak:
         hints.append(
