@@ -201,7 +201,8 @@ def test_timeline_csv_has_every_sample(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(csv_path.open()))
     assert list(rows[0]) == [
-        "t", "memory_bytes", "tasks", "cpu_s", "load1", "pressure_pct", "io_read_bps", "io_write_bps"
+        "t", "memory_bytes", "tasks", "cpu_s", "load1", "pressure_pct",
+        "io_read_bps", "io_write_bps",
     ]  # fmt: skip
     thinned = result.report["timeline"]
     assert len(rows) > 512 >= len(thinned)  # the report's timeline is thinned, the CSV not
