@@ -71,6 +71,17 @@ def test_counters_are_summed_over_disks():
     assert parse_blkio("Total 0\n", "Total 0\n") == IoCounts(0, 0, 0, 0)
 
 
+def test_v1_counters_without_a_rule_are_unknown_unless_they_counted():
+    from tiered_run.backends.shares import blkio_known
+
+    write_rule = Limits(cpus=(0,), io_write_max=MiB, io_device=SDA)
+    # an older kernel: reads uncounted (no read rule), writes counted under the rule
+    assert blkio_known(IoCounts(0, 5 * MiB, 0, 5), write_rule) == IoCounts(None, 5 * MiB, None, 5)
+    # a newer kernel counts every bio: what it counted is known, rule or not
+    assert blkio_known(IoCounts(MiB, 0, 1, 0), Limits(cpus=(0,))) == IoCounts(MiB, None, 1, None)
+    assert blkio_known(IoCounts(0, 0, 0, 0), write_rule) == IoCounts(None, 0, None, 0)
+
+
 def test_stall_time_is_psis_some_total():
     text = "some avg10=1.00 avg60=0.50 avg300=0.10 total=2500000\nfull avg10=0 total=7\n"
     assert psi_total_s(text) == 2.5

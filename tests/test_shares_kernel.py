@@ -144,6 +144,11 @@ def test_a_write_ceiling_takes_as_long_as_it_says_and_counts_every_byte(tmp_path
     assert held_s <= expected_s + free_s + 10, (held_s, free_s)
     for report in (free, held):
         assert report["io_source"] == "kernel"
+        if report["io"]["write_bytes"] is None:
+            # cgroup v1 before Linux 6.x counts only bios under a throttle rule: unknown
+            # without one (never a false 0), exact with one
+            assert report is free and report["backend"] in ("cgroup1", "systemd"), report
+            continue
         assert report["io"]["write_bytes"] == WRITE_MIB * MiB  # O_DIRECT: exactly
         assert report["io"]["write_ops"] >= WRITE_MIB  # at least one per 1 MiB write
     rates = [p["io_write_bps"] for p in held["timeline"] if p["io_write_bps"] is not None]

@@ -37,6 +37,7 @@ from tiered_run.backends.ownership import Owned, claim
 from tiered_run.backends.shares import (
     CFS_PERIOD_US,
     bfq_weight,
+    blkio_known,
     blkio_weight,
     blkio_weight_file,
     cpu_shares,
@@ -51,7 +52,7 @@ from tiered_run.host.heldfiles import HeldFiles
 from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import Limits
-from tiered_run.model.usage import Capability, MemorySplit, Stalls, Usage
+from tiered_run.model.usage import Capability, IoCounts, MemorySplit, Stalls, Usage
 
 CONTROLLERS = ("cpuset", "memory", "pids", "freezer", "cpuacct")
 OPTIONAL = ("cpu", "blkio")
@@ -136,6 +137,7 @@ class Cgroup1Backend(Backend):
         self._kill_file = False
         self._ancestors = oom.Ancestors(oom.v1_failcnt, oom.v1_limit, owned_above)
         self._oom_events: oom.OomEvents | None = None
+        self._limits: Limits | None = None
         self.capabilities = _V1_CAPABILITIES
 
     @classmethod
@@ -195,6 +197,7 @@ class Cgroup1Backend(Backend):
             | optional_capabilities({key: group.path for key, group in self._dirs.items()})
             | ({Capability.ATOMIC_KILL} if self._kill_file else set())
         )
+        self._limits = limits
         self._configure(limits)
 
     def _configure(self, limits: Limits) -> None:
@@ -281,12 +284,7 @@ class Cgroup1Backend(Backend):
             memory_split=v1_split(
                 memory.keyed("memory.stat"), memory.int("memory.kmem.usage_in_bytes")
             ),
-            io=None
-            if blkio is None
-            else parse_blkio(
-                blkio.text("blkio.throttle.io_service_bytes_recursive"),
-                blkio.text("blkio.throttle.io_serviced_recursive"),
-            ),
+            io=self._io(blkio),
             cpu_throttled_s=None if throttled is None else throttled / 1e9,  # ns
             stalls=None
             if unified is None
@@ -296,6 +294,15 @@ class Cgroup1Backend(Backend):
                 psi_total_s(unified.text("io.pressure")),
             ),
         )
+
+    def _io(self, blkio: HeldFiles | None) -> IoCounts | None:
+        if blkio is None or self._limits is None:
+            return None
+        io = parse_blkio(
+            blkio.text("blkio.throttle.io_service_bytes_recursive"),
+            blkio.text("blkio.throttle.io_serviced_recursive"),
+        )
+        return None if io is None else blkio_known(io, self._limits)
 
     def _oom(self, memory: HeldFiles) -> oom.OomReading:
         """OOM kills anywhere in the subtree, and whose ceiling they came from (see oom)."""

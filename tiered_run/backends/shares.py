@@ -175,6 +175,22 @@ def parse_blkio(service_bytes: str | None, serviced: str | None) -> IoCounts | N
     )
 
 
+def blkio_known(io: IoCounts, limits: Limits) -> IoCounts:
+    """The v1 counters of a direction that can be told. Before Linux 6.x's rework of
+    blk-throttle (block/blk-throttle.c: blk_throtl_bio returns early where the group has no
+    rule for the bio's direction) only bios of a direction with a throttle rule are
+    counted: a 0 there without a rule is not known to be 0, and is None instead."""
+    rules = limits.io_max if limits.io_device is not None else {}
+    read = "rbps" in rules or "riops" in rules or bool(io.read_bytes or io.read_ops)
+    write = "wbps" in rules or "wiops" in rules or bool(io.write_bytes or io.write_ops)
+    return IoCounts(
+        io.read_bytes if read else None,
+        io.write_bytes if write else None,
+        io.read_ops if read else None,
+        io.write_ops if write else None,
+    )
+
+
 def psi_total_s(text: str | None) -> float | None:
     """Seconds some task stalled, from a PSI file's `some ... total=USEC` line
     (kernel/sched/psi.c: psi_show); None where it cannot be read (PSI off at boot)."""

@@ -141,8 +141,8 @@ def _more_io(kept: IoCounts | None, new: IoCounts | None) -> IoCounts | None:
     if kept is None or new is None:
         return new or kept
     return IoCounts(
-        max(kept.read_bytes, new.read_bytes),
-        max(kept.write_bytes, new.write_bytes),
+        _max(kept.read_bytes, new.read_bytes),
+        _max(kept.write_bytes, new.write_bytes),
         _max(kept.read_ops, new.read_ops),
         _max(kept.write_ops, new.write_ops),
     )
@@ -160,9 +160,11 @@ def io_rates(
     """Bytes/s read and written between two readings; None without both, or no time."""
     if before is None or after is None or seconds <= 0:
         return None, None
-    read = max(0, after.read_bytes - before.read_bytes) / seconds
-    written = max(0, after.write_bytes - before.write_bytes) / seconds
-    return round(read), round(written)
+
+    def rate(old: int | None, new: int | None) -> float | None:
+        return None if old is None or new is None else round(max(0, new - old) / seconds)
+
+    return rate(before.read_bytes, after.read_bytes), rate(before.write_bytes, after.write_bytes)
 
 
 def _max(*values):

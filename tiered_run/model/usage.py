@@ -121,10 +121,11 @@ class IoCounts:
     a device (cgroup v2 io.stat rbytes/wbytes/rios/wios; v1
     blkio.throttle.io_service_bytes_recursive and io_serviced_recursive; read_bytes and
     write_bytes of /proc/PID/io for a walked tree, which counts no operations). Page-cache
-    hits are not I/O; buffered writes count when written back."""
+    hits are not I/O; buffered writes count when written back. A direction is None where it
+    cannot be told (see `blkio_known`)."""
 
-    read_bytes: int = 0
-    write_bytes: int = 0
+    read_bytes: int | None = 0
+    write_bytes: int | None = 0
     read_ops: int | None = None
     write_ops: int | None = None
 

@@ -181,8 +181,8 @@ def io_cell(report: RunReport) -> str | None:
     if io is None:
         return None
     parts = [
-        f"read {format_size(io.get('read_bytes') or 0)}",
-        f"written {format_size(io.get('write_bytes') or 0)}",
+        f"read {_bytes(io.get('read_bytes'))}",
+        f"written {_bytes(io.get('write_bytes'))}",
     ]
     if io.get("read_ops") is not None and io.get("write_ops") is not None:
         parts.append(f"{io['read_ops']} reads, {io['write_ops']} writes")
@@ -190,6 +190,10 @@ def io_cell(report: RunReport) -> str | None:
     if report.io_source == "sampled":
         text += " (sampled, at least)"
     return text
+
+
+def _bytes(value: int | None) -> str:
+    return "unknown" if value is None else format_size(value)
 
 
 def _throttled(report: RunReport) -> str | None:
@@ -252,7 +256,7 @@ def io_of(report: RunReport) -> str:
     io = report.io
     if io is None:
         return "unknown"
-    text = f"{format_size(io.get('read_bytes') or 0)} / {format_size(io.get('write_bytes') or 0)}"
+    text = f"{_bytes(io.get('read_bytes'))} / {_bytes(io.get('write_bytes'))}"
     return f"{text} (sampled)" if report.io_source == "sampled" else text
 
 
