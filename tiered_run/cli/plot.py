@@ -7,11 +7,11 @@ what to install in one line.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from tiered_run.cli.report import read_report
 from tiered_run.errors import UsageError
 from tiered_run.host.outputs import check_distinct, check_output, write_atomically
 
@@ -39,7 +39,7 @@ def plot(report_file: Path, output: str) -> int:
     fmt = Path(output).suffix.lower().removeprefix(".")
     if fmt not in ("png", "svg"):
         raise UsageError(f"-o {output}: give a .png or a .svg file, e.g. -o run.png")
-    data = _read(report_file)
+    data = read_report(report_file)
     check_output(output, "-o")
     check_distinct([("-o", output)], reads=[("the report", report_file)])
     try:
@@ -62,17 +62,3 @@ def plot(report_file: Path, output: str) -> int:
     except OSError as err:
         raise UsageError(f"-o {output}: not written ({err.strerror})") from None
     return 0
-
-
-def _read(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist; give a report written by --report") from None
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read it ({err.strerror})") from None
-    except ValueError as err:
-        raise UsageError(f"{path} is not JSON ({err}); give a report written by --report") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a tiered-run report; give a report written by --report")
-    return data

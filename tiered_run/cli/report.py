@@ -34,13 +34,14 @@ def report(report_file: Path, fmt: str) -> int:
     \b
     tiered-run report run.json --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    text = _shown(_read(report_file), report_file, fmt)
+    text = _shown(read_report(report_file), report_file, fmt)
     streams.out(text)
     return stdout_or_error(0, "the report")
 
 
-def _read(path: Path) -> dict:
-    """The JSON in `path` (`-`: stdin, as `... | tiered-run report -`)."""
+def read_report(path: Path) -> dict:
+    """The JSON object in a report file (`-`: stdin, as `... | tiered-run report -`), for
+    `report` and `plot`; UsageError for a file that cannot be read or holds no object."""
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         data = json.loads(raw)
@@ -49,7 +50,7 @@ def _read(path: Path) -> dict:
     except ValueError as err:
         raise UsageError(f"{path}: not JSON ({err}); give a file --report wrote") from err
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: not a tiered-run report; give a file --report wrote")
+        raise UsageError(f"{path} is not a tiered-run report; give a file --report wrote")
     return data
 
 
