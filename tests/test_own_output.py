@@ -240,3 +240,47 @@ def test_full_disk_warning_counts_every_byte_written(full_disk, tmp_path):
     assert proc.returncode == 0
     warning = next(w for w in json.loads(report.read_text())["warnings"] if "log stopped" in w)
     assert f"after {log.stat().st_size} bytes" in warning
+
+
+# Writes of odd sizes, some far larger than the 1 MiB pipe, with every byte value.
+MIXED_OUTPUT = (
+    "import os, sys\n"
+    "data = bytes(range(256)) * 20000\n"
+    "at = 0\n"
+    "for size in (1, 7, 65536, 3 << 20, 4095, 1 << 20, 300000):\n"
+    "    os.write(1, data[at:at + size]); at += size\n"
+    "os.write(2, b'err' * 1000)\n"
+)
+
+
+def _mixed_expected() -> bytes:
+    data = bytes(range(256)) * 20000
+    sizes = (1, 7, 65536, 3 << 20, 4095, 1 << 20, 300000)
+    return data[: sum(sizes)]
+
+
+@pytest.mark.parametrize("stdout_kind", ["file", "appended file", "pipe"])
+def test_log_and_stdout_get_every_byte_whatever_stdout_is(tmp_path, stdout_kind):
+    """The kernel moves the bytes where it can (tee and splice) and Python copies them where
+    it cannot (a file opened for appending takes no splice): the log and our stdout get
+    the same bytes, in order, either way."""
+    log, out = tmp_path / "out.log", tmp_path / "stdout"
+    expected = _mixed_expected()
+    args = ["--log", str(log), "--", PY, "-c", MIXED_OUTPUT]
+    if stdout_kind == "pipe":
+        proc = run_cli(*args, command=None, report=False, stdout=subprocess.PIPE)
+        got = proc.stdout
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if stdout_kind == "appended file" else 0)
+        fd = os.open(out, flags, 0o600)
+        try:
+            proc = run_cli(*args, command=None, report=False, stdout=fd)
+        finally:
+            os.close(fd)
+        got = out.read_bytes()
+    assert proc.returncode == 0
+    assert got == expected
+    # stdout and stderr are two files here: the log has each stream's bytes in order.
+    logged = log.read_bytes()
+    assert logged.replace(b"err" * 1000, b"", 1) == expected
+    assert b"err" * 1000 in logged

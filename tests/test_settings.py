@@ -88,19 +88,25 @@ def test_report_limits_keys_come_with_their_units():
     }
 
 
+def _command(name: str) -> click.Command:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, name
+    return command
+
+
 def test_run_and_calibrate_have_an_option_for_every_run_setting():
-    for command in (main.commands["run"], main.commands["calibrate"]):
+    for command in (_command("run"), _command("calibrate")):
         options = _options(command)
         for setting in SETTINGS:
             assert (setting.flag in options) == (Where.RUN in setting.where), setting.name
             if Where.RUN in setting.where:
                 assert options[setting.flag] == setting.name
-    assert _options(main.commands["run"])["--signal"] == "stop_signal"
-    assert _options(main.commands["run"])["--memory-high"] == "memory_high"
+    assert _options(_command("run"))["--signal"] == "stop_signal"
+    assert _options(_command("run"))["--memory-high"] == "memory_high"
 
 
 def test_ladder_and_demo_take_the_run_wide_settings_only():
-    for command in (main.commands["ladder"], main.commands["demo"]):
+    for command in (_command("ladder"), _command("demo")):
         options = _options(command)
         flags = {s.flag for s in SETTINGS if s.flag in options}
         assert flags == {"--backend", "--interval"}

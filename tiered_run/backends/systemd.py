@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -107,6 +106,8 @@ class SystemdBackend(Backend):
         (the cpuset on a hybrid machine is tiered-run's own v1 group)."""
         if not Path("/run/systemd/system").is_dir():
             return Probe(False, "systemd is not the init system (no /run/systemd/system)")
+        import shutil
+
         if shutil.which("systemd-run") is None:
             return Probe(False, "systemd-run is not installed")
         if os.geteuid() != 0:

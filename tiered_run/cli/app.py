@@ -1,17 +1,34 @@
 """The click group: `tiered-run [run] ...`, `tiers`, `ladder`, `demo`, `calibrate`, `doctor`,
 `init`, `export`, `report`, `history`, `plot`.
 
-The commands import the heavy parts (supervisor, renderers) only when they run, so
-`--help` and `--version` stay fast.
+Each command's module is imported only when that command is named (or listed by
+`--help`), so a run loads none of the others' code; and the commands import the heavy
+parts (supervisor, renderers) only when they run, so `--help` and `--version` stay fast.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from tiered_run import __version__
-from tiered_run.cli import calibrate, doctor, export, history, init, ladder, plot, report, run
 from tiered_run.cli.line import check_line
+
+# Command name -> "module:attribute" below tiered_run.cli, in the order --help lists them.
+COMMANDS = {
+    "run": "run:run",
+    "tiers": "run:tiers",
+    "ladder": "ladder:ladder",
+    "demo": "ladder:demo",
+    "calibrate": "calibrate:calibrate",
+    "export": "export:export",
+    "doctor": "doctor:doctor",
+    "init": "init:init",
+    "report": "report:report",
+    "history": "history:history",
+    "plot": "plot:plot",
+}
 
 
 class DefaultRunGroup(click.Group):
@@ -22,11 +39,23 @@ class DefaultRunGroup(click.Group):
     tiers` runs a program called tiers.
     """
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name].split(":")
+            loaded = importlib.import_module(f"tiered_run.cli.{module}")
+            self.add_command(getattr(loaded, attribute), cmd_name)
+        return self.commands[cmd_name]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args:
             args = ["run"]  # refused there in one line: no command given
-        elif args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            index = self._subcommand_index(args)
+        elif args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
+            index = self._subcommand_index(ctx, args)
             if index is None:
                 args = ["run", *args]
             else:
@@ -41,12 +70,12 @@ class DefaultRunGroup(click.Group):
             check_line(command, rest)
         return name, command, rest
 
-    def _subcommand_index(self, args: list[str]) -> int | None:
+    def _subcommand_index(self, ctx: click.Context, args: list[str]) -> int | None:
         """Where the first word that is not an option or an option's value names a
         subcommand; None when the words mean `run` (a program, `--`, or nothing)."""
         takes_value = {
             name
-            for param in self.commands["run"].params
+            for param in self.get_command(ctx, "run").params  # type: ignore[union-attr]
             if isinstance(param, click.Option) and not param.is_flag and not param.count
             for name in param.opts
         }
@@ -54,7 +83,7 @@ class DefaultRunGroup(click.Group):
         while index < len(args):
             arg = args[index]
             if arg == "--" or not arg.startswith("-") or arg == "-":
-                return index if arg in self.commands else None
+                return index if arg in COMMANDS else None
             if arg in takes_value:
                 index += 1  # its value follows, whatever it looks like
             index += 1
@@ -72,16 +101,3 @@ def main() -> None:
     tiered-run tiers
     tiered-run doctor
     """
-
-
-main.add_command(run.run)
-main.add_command(run.tiers)
-main.add_command(ladder.ladder)
-main.add_command(ladder.demo)
-main.add_command(calibrate.calibrate)
-main.add_command(export.export)
-main.add_command(doctor.doctor)
-main.add_command(init.init)
-main.add_command(report.report)
-main.add_command(history.history)
-main.add_command(plot.plot)

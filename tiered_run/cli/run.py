@@ -37,7 +37,7 @@ from tiered_run.host.machine import read_machine
 from tiered_run.inputs.config import load_config
 from tiered_run.inputs.plan import RunOptions, plan_run
 from tiered_run.inputs.units import format_cpus, format_duration, format_size
-from tiered_run.model.report import TimelinePoint
+from tiered_run.model.report import RunReport, TimelinePoint
 from tiered_run.policy.tiers import cpu_list, protected_tiers
 
 
@@ -72,13 +72,10 @@ def run(
 ) -> int:
     """Run COMMAND (no shell, argv as given) under the tier's ceilings; with --executor
     slurm, as a Slurm job with tiered-run guarding it there."""
+    # Each renderer is imported where its output is asked for: a plain run loads none.
     from tiered_run.engine.supervisor import run as supervise
-    from tiered_run.render.json import render_json
-    from tiered_run.render.junit import render_junit
-    from tiered_run.render.markdown import render_run_markdown
     from tiered_run.render.run import headline, render_table
     from tiered_run.render.text import for_terminal
-    from tiered_run.render.timeline_csv import render_timeline_csv
 
     machine = read_machine()
     config = load_config(machine, config_path)
@@ -111,18 +108,31 @@ def run(
         report = recorded(report, record_history or config.history)
         if report.before_kill is not None:  # asked for by name: shown even with -q
             streams.err(for_terminal(report.before_kill.framed()))
-        write_report(report_path, lambda: render_json(report))
+        if report_path:
+            from tiered_run.render.json import render_json
+
+            write_report(report_path, lambda: render_json(report))
         if junit_path:
+            from tiered_run.render.junit import render_junit
+
             write_output(junit_path, lambda: render_junit([report]), "--junit")
         if timeline_csv_path:
+            from tiered_run.render.timeline_csv import render_timeline_csv
+
             points = samples or report.timeline
             write_output(timeline_csv_path, lambda: render_timeline_csv(points), "--timeline-csv")
-        write_summaries(summary_path, lambda: render_run_markdown(report))
+        write_summaries(summary_path, lambda: _markdown(report))
         if not quiet:
             streams.err(render_table(report))
         elif report.exit_code != 0:
             streams.err(headline(report))
     return report.exit_code
+
+
+def _markdown(report: RunReport) -> str:
+    from tiered_run.render.markdown import render_run_markdown
+
+    return render_run_markdown(report)
 
 
 @click.command()

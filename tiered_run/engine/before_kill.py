@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -46,6 +45,8 @@ def look(
     """Run `command` for at most `limit_s` (less once `hurry` is set) and keep its output."""
     hurry = hurry if hurry is not None else threading.Event()
     started = time.monotonic()
+    import tempfile  # only where --before-kill is given
+
     with tempfile.TemporaryFile() as output:
         try:
             proc = subprocess.Popen(

@@ -26,7 +26,7 @@ from tiered_run.errors import UsageError
 from tiered_run.host.safepath import make_directories, owner_name
 from tiered_run.model.report import RunReport
 
-BUSY_WAIT_S = 1.0
+BUSY_WAIT_S = 5.0  # a loaded machine can deschedule a writer mid-transaction
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,

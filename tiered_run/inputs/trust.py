@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,6 +68,8 @@ def read_toml(path: Path, what: str = "config file", *, trusted: bool = True) ->
     above); every way it cannot be read is one UsageError naming the file and the fix.
     `trusted=False` reads without the checks, to see whether a pyproject.toml holds our
     section at all before it is read again, trusted."""
+    import tomllib  # only where there is a file to read
+
     try:
         with open_trusted(path, what) if trusted else open(path, "rb") as handle:
             return tomllib.load(handle)

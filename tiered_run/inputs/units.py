@@ -8,8 +8,6 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-import humanize
-
 if TYPE_CHECKING:
     from decimal import Decimal
 
@@ -253,6 +251,8 @@ def format_cpus(cpus: tuple[int, ...] | list[int] | frozenset[int]) -> str:
 
 def format_size(value: float) -> str:
     """Bytes in binary units, as the kernel and the ceilings count them."""
+    import humanize  # only where a size is shown
+
     return humanize.naturalsize(value, binary=True)
 
 
