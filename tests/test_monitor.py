@@ -6,7 +6,9 @@ time and lands on the exact fake second; nothing here asserts how long anything 
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import signal
 import threading
 
@@ -250,3 +252,53 @@ def test_a_run_that_never_started_has_an_empty_record():
     assert record.events == () and record.timeline == ()
     assert record.peaks.memory is None and record.peaks.tasks is None
     assert record.host_start == record.host_end
+
+
+class FakeNewsBackend(FakeBackend):
+    """A backend whose kernel would announce OOM kills (the fake announces none); from
+    sample `grows_at` on, the tree uses 100 MiB more."""
+
+    grows_at = 6
+
+    def sample(self) -> Usage:
+        usage = super().sample()
+        if self.samples >= self.grows_at:
+            return Usage(memory=(usage.memory or 0) + (100 << 20), tasks=usage.tasks)
+        return usage
+
+    def news(self):
+        from tiered_run.backends.news import KernelNews
+
+        news = KernelNews()
+        news._eventfds.append(os.eventfd(0))  # never written: no news in this test
+        return news
+
+
+KERNEL_HELD = frozenset(
+    {Capability.CPUSET, Capability.MEMORY_LIMIT, Capability.TASKS_LIMIT, Capability.MEMORY_PEAK}
+)
+
+
+def test_a_steady_run_is_sampled_less_often_and_closely_again_once_it_moves():
+    kernel = KERNEL_HELD
+    backend, clock = FakeNewsBackend(capabilities=kernel), FakeClock(horizon=10.0)
+    monitor = monitor_for(backend, clock, memory=GiB, tasks_max=100)
+    monitor.start(MAIN)
+    assert clock.parked.wait(BOUND_S)
+    times = [point.t for point in monitor.finish(Usage(), None).timeline]
+    # 0.25 s, then 0.5 s, then 1 s apart while nothing moves; the 6th sample sees the
+    # tree grow, and the next comes 0.25 s later.
+    assert times[:9] == [0.0, 0.25, 0.75, 1.75, 2.75, 3.75, 4.0, 4.5, 5.5]
+    assert max(b - a for a, b in itertools.pairwise(times)) == 1.0
+    monitor.stop()
+
+
+def test_a_run_whose_oom_kills_are_not_announced_keeps_its_interval():
+    kernel = KERNEL_HELD
+    backend, clock = FakeBackend(capabilities=kernel), FakeClock(horizon=3.0)
+    monitor = monitor_for(backend, clock, memory=GiB)
+    monitor.start(MAIN)
+    assert clock.parked.wait(BOUND_S)
+    times = [point.t for point in monitor.finish(Usage(), None).timeline]
+    assert {round(b - a, 3) for a, b in itertools.pairwise(times)} == {0.25}
+    monitor.stop()

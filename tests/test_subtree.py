@@ -209,15 +209,15 @@ def test_oom_at_the_outer_ceiling_is_reported_by_both_runs(backend, tmp_path):
     _memory_skip(backend)
     inner_report = tmp_path / "inner.json"
     inner = inner_argv(backend, "--memory", "1G", "--report", str(inner_report))
-    # A long outer interval: the outer run notices the OOM in its final sample, after the
-    # inner run has written its report, instead of ending the inner run first.
+    # Both runs hear of the OOM at once. The outer one first looks for 5 s before it ends
+    # its tree, so the inner run has written its report by then instead of being ended.
     result = run_cli(
         "--backend",
         backend,
         "--memory",
         "300M",
-        "--interval",
-        "30",
+        "--before-kill",
+        "sleep 5",
         "--timeout",
         "60",
         "--",

@@ -11,9 +11,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from tiered_run.errors import BackendError
+
+if TYPE_CHECKING:
+    from tiered_run.backends.news import KernelNews
 from tiered_run.model.spec import Limits
 from tiered_run.model.usage import CONTAINING, Capability, Usage
 
@@ -155,6 +158,12 @@ class Backend(ABC):
 
     def cgroup_path(self) -> Path | None:
         """The run's cgroup directory, for `--before-kill`'s `{cgroup}`; None without one."""
+        return None
+
+    def news(self) -> KernelNews | None:
+        """After `create`: new descriptors on which the kernel announces a run's OOM kills
+        and refused forks (see backends.news), the caller's to close before `remove`;
+        None where nothing is announced, and the monitor samples at its interval."""
         return None
 
     # -- runs whose tiered-run died ---------------------------------------------------------

@@ -33,6 +33,7 @@ from tiered_run.backends.cgroupfs import (
     own_dir,
     system_mounts,
 )
+from tiered_run.backends.news import KernelNews, news_v1
 from tiered_run.backends.ownership import Owned, claim
 from tiered_run.backends.shares import (
     CFS_PERIOD_US,
@@ -175,6 +176,9 @@ class Cgroup1Backend(Backend):
         """The memory controller's group: where a look at a breach finds the most."""
         group = self._dirs.get("memory")
         return group.path if group is not None else None
+
+    def news(self) -> KernelNews | None:
+        return news_v1(self._dirs["memory"].path) if "memory" in self._dirs else None
 
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id

@@ -32,6 +32,7 @@ from tiered_run.backends.cgroupfs import (
     system_mounts,
 )
 from tiered_run.backends.delegation import WANTED, delegate, listed
+from tiered_run.backends.news import KernelNews, news_v2
 from tiered_run.backends.ownership import Owned, claim, self_leaf_name
 from tiered_run.backends.proctree import IoTally, measure
 from tiered_run.backends.shares import (
@@ -229,6 +230,9 @@ class Cgroup2Backend(Backend):
 
     def cgroup_path(self) -> Path | None:
         return self.path
+
+    def news(self) -> KernelNews | None:
+        return news_v2(self._dir.path, self._controllers) if self._dir is not None else None
 
     def create(self, run_id: str, limits: Limits) -> None:
         parent = CgroupDir(self.parent)

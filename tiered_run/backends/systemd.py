@@ -34,6 +34,7 @@ from tiered_run.backends.cgroupfs import (
     parse_proc_cgroup,
     system_mounts,
 )
+from tiered_run.backends.news import KernelNews
 from tiered_run.backends.ownership import Owned, claim, judge
 from tiered_run.backends.shares import IO_PROPERTIES
 from tiered_run.errors import BackendError
@@ -212,6 +213,9 @@ class SystemdBackend(Backend):
 
     def started(self, pid: int) -> None:
         self._require().started(pid)
+
+    def news(self) -> KernelNews | None:
+        return self._view.news() if self._view is not None else None
 
     def sample(self) -> Usage:
         return self._view.sample() if self._view is not None else Usage()

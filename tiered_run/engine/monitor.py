@@ -25,6 +25,7 @@ from typing import Protocol
 from tiered_run.backends.base import Backend
 from tiered_run.engine.accounting import Accounting, Peaks, RusageFloor, Timeline, io_rates
 from tiered_run.engine.ending import Clock, Ending, Wait, terminate_tree
+from tiered_run.engine.waker import Waker
 from tiered_run.host.reaper import reap_orphans
 from tiered_run.inputs.units import format_size, plural
 from tiered_run.model.host import HostState
@@ -32,6 +33,7 @@ from tiered_run.model.report import BeforeKill, Event, Outcome, TimelinePoint
 from tiered_run.model.spec import Limits, OnLoad
 from tiered_run.model.usage import Capability, Usage
 from tiered_run.policy.breaches import Breach, find_breach, load_breach, load_over, over_memory_high
+from tiered_run.policy.cadence import next_stretch, stretch_allowed
 
 HOST_PERIOD = 1.0  # host load/pressure/memory sampling when no ceiling depends on it
 # Outcomes of a hard ceiling: each gets its event, also one found only in the final counters.
@@ -109,12 +111,27 @@ class Monitor:
         watched = limits.load_max is not None or limits.pressure_max is not None
         self._host_period = interval if watched else max(interval, HOST_PERIOD)
         self._next_host = 0.0
+        self._stretch = 1  # the next wait is this many intervals (policy.cadence)
+        self._may_stretch = False
+        self._last_usage: Usage | None = None
+        self._waker: Waker | None = None
 
     # -- called from other threads ---------------------------------------------------------
 
     def start(self, main_pid: int) -> None:
         """Start sampling; the clock has run since construction, just before the spawn."""
         self._main_pid = main_pid
+        news = self._backend.news()
+        if news:
+            self._waker = Waker(news, self._wake)
+        elif news is not None:
+            news.close()
+        self._may_stretch = stretch_allowed(
+            self._limits,
+            self._backend.capabilities,
+            announced=self._waker is not None,
+            watched=self._on_sample is not None,
+        )
         self._thread.start()
 
     def request(self, breach: Breach, ending: Ending | None = None) -> None:
@@ -188,6 +205,9 @@ class Monitor:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._waker is not None:
+            self._waker.stop()
+            self._waker = None
 
     def end_leftovers(self) -> None:
         """After `stop`: end the processes that outlived the main one, gracefully (the tier's
@@ -271,7 +291,7 @@ class Monitor:
                 return
             if self._stopping:
                 return
-            wait = self._interval
+            wait = self._interval * self._stretch
             if deadline is not None and self._suspended_at is None:
                 wait = max(0.0, min(wait, deadline - self.active()))
             self._wait(self._wake, wait)
@@ -295,6 +315,9 @@ class Monitor:
 
     def _tick(self) -> None:
         usage = self._backend.sample()
+        if self._may_stretch:
+            self._stretch = next_stretch(self._stretch, self._last_usage, usage, self._interval)
+            self._last_usage = usage
         before, self._peaks = self._peaks, self._peaks.with_usage(usage)
         elapsed = self.elapsed()
         read_bps, write_bps = io_rates(before.io, self._peaks.io, elapsed - self._last_t)

@@ -363,7 +363,8 @@ SETTINGS: tuple[Setting, ...] = (
         f"Containment backend: {', '.join(CHOICES)}.", default="auto", metavar="NAME",
     ),
     Setting(
-        "interval", parse_interval, Where.RUN | Where.LADDER, "Monitor sampling period.",
+        "interval", parse_interval, Where.RUN | Where.LADDER,
+        "Monitor sampling period (up to 1 s while a run the kernel holds is steady).",
         default=0.25, metavar="DURATION", unit="s",
     ),
 )  # fmt: skip
