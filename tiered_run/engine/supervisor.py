@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tiered_run import __version__
 from tiered_run.backends import select_backend
@@ -31,7 +32,6 @@ from tiered_run.engine.ending import Ending
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
 from tiered_run.engine.launch import spawn
 from tiered_run.engine.monitor import Monitor
-from tiered_run.engine.tee import Tee
 from tiered_run.engine.watchdog import Sentinel
 from tiered_run.errors import BackendError, SpawnError
 from tiered_run.host import signals
@@ -51,6 +51,9 @@ from tiered_run.model.spec import RunSpec
 from tiered_run.model.usage import Usage, io_source, memory_method, memory_source
 from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
 from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
+
+if TYPE_CHECKING:
+    from tiered_run.engine.tee import Tee
 
 # Signals a terminal sends to its whole foreground process group.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
@@ -180,7 +183,7 @@ class Supervisor:
         log_fd = open_log(spec.log) if spec.log is not None else None
         backend.cleanup_stale()  # what runs whose tiered-run died left behind; never fails
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        tee = Tee(log_fd) if log_fd is not None else None
+        tee = _tee(log_fd) if log_fd is not None else None
         host = HostReader()
         sentinel: Sentinel | None = None
         self._terminal = Terminal.controlling()
@@ -378,3 +381,9 @@ def _tell(call: Callable[..., object], *args: object) -> bool:
     except OSError:
         return False
     return result is not False
+
+
+def _tee(log_fd: int) -> Tee:
+    from tiered_run.engine.tee import Tee  # only with --log
+
+    return Tee(log_fd)
