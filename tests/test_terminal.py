@@ -20,6 +20,10 @@ import pytest
 from conftest import ALL_BACKENDS, SPAWNED, gone, guard_argv, run_cli, wait_for, written_pid
 from workloads import DAEMON, PY
 
+from tiered_run.backends.plain import PlainBackend
+from tiered_run.model.report import Outcome
+from tiered_run.model.spec import Limits, RunSpec
+
 CTRL_C, CTRL_Z = b"\x03", b"\x1a"
 
 
@@ -283,3 +287,30 @@ def test_sigkill_of_tiered_run_ends_a_plain_tree_at_a_terminal(terminal, tmp_pat
     time.sleep(0.5)  # samples have told the watchdog the tree
     term.proc.kill()
     assert wait_for(lambda: gone(daemon), within=10)
+
+
+def test_kill_0_that_comes_before_the_spawn_returns_is_still_the_runs_own(monkeypatch):
+    """A workload's `kill 0` right after exec reached the signal thread before the spawn
+    had returned the main pid, and was taken as an interruption (143): held until the pid
+    is known, it is judged like one a second later."""
+    from tiered_run.engine import supervisor as supervising
+    from tiered_run.host.signals import Received
+
+    real_spawn = supervising.spawn
+    runs: list[supervising.Supervisor] = []
+
+    def spawn_then_signalled(*args, **kwargs):
+        child = real_spawn(*args, **kwargs)
+        runs[0]._on_signal(Received(signal.SIGTERM, sender=child.pid))  # as the thread would
+        return child
+
+    monkeypatch.setattr(supervising, "spawn", spawn_then_signalled)
+    spec = RunSpec(
+        command=("sleep", "0.3"), limits=Limits(cpus=tuple(sorted(os.sched_getaffinity(0))))
+    )
+    run = supervising.Supervisor(spec, PlainBackend(), "test", None)
+    runs.append(run)
+    report = run.run()
+    assert report.outcome is Outcome.EXITED
+    assert report.exit_code == 0
+    assert any("not taken as an interruption" in event.message for event in report.events)

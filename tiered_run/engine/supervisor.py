@@ -107,11 +107,14 @@ class Supervisor:
         self._notes: Monitor | None = None  # the run's monitor, from before the spawn
         self._terminal: Terminal | None = None
         self._main_pid: int | None = None
+        self._held = signals.Held()  # during the spawn: the main pid is not known yet
 
     # -- signals to tiered-run --------------------------------------------------------------
 
     def _on_signal(self, received: signals.Received) -> None:
         """From the signal thread: end the run, unless the run itself sent the signal."""
+        if self._held.took(received):
+            return
         if self._sent_by_the_run(received):
             # At a terminal the workload shares tiered-run's process group, so its own
             # `kill 0` (a common `trap 'kill 0' EXIT`) reaches tiered-run too; it is the
@@ -224,13 +227,18 @@ class Supervisor:
             message = f"tiered-run received {pending.name} before the start"
             return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum)), monitor.finish()
         pre_exec = own_resident_bytes()
+        self._held.hold()
         try:
             child = spawn(
                 spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
             )
         except SpawnError as err:
             return _End(Outcome.ERROR, str(err), err.exit_code), monitor.finish()
-        self._main_pid = child.pid
+        else:
+            self._main_pid = child.pid
+        finally:
+            for received in self._held.release():  # judged now that the main pid is known
+                self._on_signal(received)
         try:
             backend.started(child.pid)
         except BackendError:

@@ -43,6 +43,35 @@ class Received:
 
 Listener = Callable[[Received], None]
 
+
+class Held:
+    """Signals held back while the workload is spawned: whether the run itself sent one (a
+    `kill 0` right after exec comes before the spawn returns) can only be told once the
+    main pid is known."""
+
+    def __init__(self) -> None:
+        self._held: list[Received] | None = None
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held = []
+
+    def took(self, received: Received) -> bool:
+        """Whether `received` was held back (between `hold` and `release`)."""
+        with self._lock:
+            if self._held is None:
+                return False
+            self._held.append(received)
+            return True
+
+    def release(self) -> list[Received]:
+        """Stop holding; the signals held back, in order."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        return held
+
+
 _received: list[Received] = []
 _listener: Listener | None = None
 _wake = threading.Event()
