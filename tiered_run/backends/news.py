@@ -68,7 +68,11 @@ class KernelNews:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return
-        os.pread(fd, 4096, 0)  # armed from now: only a later change is news
+        try:
+            os.pread(fd, 4096, 0)  # armed from now: only a later change is news
+        except OSError:
+            os.close(fd)
+            return
         self._files.append(fd)
 
     def __bool__(self) -> bool:
