@@ -81,7 +81,7 @@ def kill(bench: Bench) -> None:
         value=latency["tiered-run"],
         unit="ms",
         shown=latency_cell("tiered-run"),
-        target="<= 200 ms",
+        target="<= 150 ms (aim 100 ms)",
         peers={"runexec": latency_cell("runexec"), "timeout": latency_cell("timeout")},
         measured={"latency_ms": latency, "returned_ms": returned, "gone_ms": gone},
         note=f"tiered-run returned {fmt(returned['tiered-run'], ' ms', 0)} after the "
@@ -89,7 +89,7 @@ def kill(bench: Bench) -> None:
         samples={g: got.get(g, []) for g in GUARDS if g in got},
         failures=failures,
     )
-    bench.add(figure.judged(200, " ms"))
+    bench.add(figure.judged(150, " ms"))
     figure = Figure(
         key="kill_survivors",
         label="kill: processes of the tree alive 1 s after the guard returned",
@@ -165,14 +165,14 @@ def precision(bench: Bench) -> None:
             value=gone["tiered-run"],
             unit="ms",
             shown=fmt(gone["tiered-run"], " ms", 0),
-            target="<= 50 ms",
+            target="<= 25 ms (aim 10 ms)",
             peers=bench.cells(gone, " ms", runexec=0, timeout=0),
             measured={"gone_ms": gone, "returned_ms": back},
             note=note,
             samples={g: got.get(f"{g}/{kind}", []) for g in GUARDS},
             failures=[f for f in failures if f"/{kind}," in f],
         )
-        bench.add(figure.judged(50, " ms"))
+        bench.add(figure.judged(25, " ms"))
 
 
 def watch_deaths(

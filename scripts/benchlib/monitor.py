@@ -77,11 +77,12 @@ def monitor(bench: Bench) -> None:
             value=value,
             unit="% of one core",
             shown=fmt(value, " %", 3),
-            target="<= 0.5 % of one core",
+            target="<= 0.5 % of one core (aim: runexec's)",
             peers={"runexec": cell("runexec", n), "timeout": cell("timeout", n)},
             measured={g: pct.get(f"{g}@{n}") for g in CEILING_GUARDS},
             note="user+sys of the guard process alone, default interval; median of "
-            f"{len(got.get(f'tiered-run@{n}', []))}",
+            f"{len(got.get(f'tiered-run@{n}', []))}"
+            + (f"; {value * hold / 100:.3f} s of CPU in {hold:g} s" if value is not None else ""),
             samples={g: got.get(f"{g}@{n}", []) for g in ("tiered-run", "runexec")},
             failures=[f for f in failures if f.endswith(f"@{n}") or f"@{n}," in f],
         )
@@ -105,7 +106,7 @@ def monitor(bench: Bench) -> None:
         value=value,
         unit="x",
         shown=fmt(value, "x", 2),
-        target="<= 1.5x",
+        target="<= 1.5x (aim 1.2x)",
         peers=peers,
         measured={g: scaling(g) for g in CEILING_GUARDS},
     )
