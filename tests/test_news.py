@@ -1,49 +1,42 @@
-"""The kernel's news of a run, for real: an OOM kill in the run's memcg makes the news
-descriptors ready, so the monitor wakes at once however long it sleeps between samples."""
+"""The kernel's news of a run, for real: an OOM kill in the run makes the monitor act at
+once, however long it sleeps between samples."""
 
 from __future__ import annotations
 
-import os
-import threading
-
 import pytest
-from conftest import backend_params
-from workloads import MEMORY_HOG, PY
+from conftest import backend_params, run_cli
+from workloads import PY
 
 from tiered_run.backends import BACKENDS
-from tiered_run.backends.ownership import new_run_id
-from tiered_run.model.spec import Limits
 from tiered_run.model.usage import Capability
 
-MiB = 1 << 20
+# A child touches 50 MiB at a time up to 2 GiB (killed at the ceiling); the main process
+# would sleep on for 30 s and exit 0 by itself.
+CHILD_HOG_MAIN_SLEEPS = """
+import os, time
+if os.fork() == 0:
+    chunks = []
+    for _ in range(40):
+        chunks.append(b"\\x01" * (50 << 20))
+        time.sleep(0.05)
+    os._exit(0)
+time.sleep(30)
+"""
 
 
-@pytest.mark.parametrize("name", backend_params("cgroup1", "cgroup2"))
-def test_an_oom_kill_in_the_run_is_news(name, spawned):
-    backend = BACKENDS[name]()
-    backend.create(new_run_id(), Limits(cpus=(0,), memory=64 * MiB))
-    news = None
-    try:
-        if Capability.MEMORY_LIMIT not in backend.capabilities:
-            pytest.skip(f"{name}: no memory controller here, so no OOM kill to announce")
-        news = backend.news()
-        assert news, "a memory controller, and no news of its OOM kills"
-        stop_read, stop_write = os.pipe()
-        said: list[bool] = []
-        listener = threading.Thread(target=lambda: said.append(news.wait(stop_read)))
-        listener.start()
-        # Touches 50 MiB at a time up to 2 GiB: killed at the 64 MiB ceiling.
-        hog = spawned.popen([PY, "-c", MEMORY_HOG], preexec_fn=backend.attach)
-        assert hog.wait(timeout=60) == -9
-        listener.join(timeout=30)
-        os.write(stop_write, b"x")  # frees the listener should the news never have come
-        listener.join()
-        assert said == [True]
-        # Taken: the next wait blocks until new news (here: the stop).
-        assert news.wait(stop_read) is False
-        for fd in (stop_read, stop_write):
-            os.close(fd)
-    finally:
-        if news is not None:
-            news.close()
-        backend.remove()
+@pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "cgroup2"))
+def test_an_oom_kill_ends_the_run_at_once_not_at_the_next_sample(backend, tmp_path):
+    """With a 60 s interval, only the kernel's news can tell the monitor of the OOM kill
+    before the main process ends by itself: the run is ended (the main process gets the
+    ending signal) instead of running its 30 s and exiting 0."""
+    if Capability.MEMORY_LIMIT not in BACKENDS[backend].probe().capabilities:
+        pytest.skip(f"{backend}: the monitor holds the memory ceiling here, not the kernel")
+    result = run_cli(
+        "--backend", backend, "--memory", "100M", "--interval", "60", "--timeout", "50",
+        "--", PY, "-c", CHILD_HOG_MAIN_SLEEPS,
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    report = result.report
+    assert result.returncode == 122, result.stderr
+    assert report["outcome"] == "memory"
+    assert report["signal_name"] == "SIGTERM", report  # ended by the run, not by itself
