@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import backend_params, run_cli
-from workloads import PY
+from workloads import CHILD_HOG_MAIN_SLEEPS, PY
 
 from tiered_run.backends import BACKENDS
 from tiered_run.model.usage import Capability
-
-# A child touches 50 MiB at a time up to 2 GiB (killed at the ceiling); the main process
-# would sleep on for 30 s and exit 0 by itself.
-CHILD_HOG_MAIN_SLEEPS = """
-import os, time
-if os.fork() == 0:
-    chunks = []
-    for _ in range(40):
-        chunks.append(b"\\x01" * (50 << 20))
-        time.sleep(0.05)
-    os._exit(0)
-time.sleep(30)
-"""
 
 
 @pytest.mark.parametrize("backend", backend_params("systemd", "cgroup1", "cgroup2"))

@@ -40,6 +40,20 @@ for pid in kids:
     os.waitpid(pid, 0)
 """
 
+# A child touches 50 MiB at a time up to 2 GiB (killed at the ceiling); the main process
+# would sleep on for 30 s and exit 0 by itself.
+CHILD_HOG_MAIN_SLEEPS = """
+import os, time
+if os.fork() == 0:
+    chunks = []
+    for _ in range(40):
+        chunks.append(b"\\x01" * (50 << 20))
+        time.sleep(0.05)
+    os._exit(0)
+time.sleep(30)
+"""
+
+
 # Forks sleeping children until refused or 2000 exist; each child sleeps at most 20 s.
 FORK_STORM = """
 import os, time
