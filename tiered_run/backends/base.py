@@ -157,6 +157,11 @@ class Backend(ABC):
         """The run's cgroup directory, for `--before-kill`'s `{cgroup}`; None without one."""
         return None
 
+    def unified_path(self) -> Path | None:
+        """The run's directory in the cgroup2 hierarchy (hybrid or pure v2), where a
+        container runtime is told to nest the container; None without one."""
+        return None
+
     # -- runs whose tiered-run died ---------------------------------------------------------
 
     def stale_parents(self) -> list[Path]:

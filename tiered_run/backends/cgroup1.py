@@ -176,6 +176,10 @@ class Cgroup1Backend(Backend):
         group = self._dirs.get("memory")
         return group.path if group is not None else None
 
+    def unified_path(self) -> Path | None:
+        group = self._dirs.get("unified")
+        return group.path if group is not None else None
+
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id
         # Ordered as CONTROLLERS: attach() joins cpuset first.

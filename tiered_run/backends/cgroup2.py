@@ -230,6 +230,9 @@ class Cgroup2Backend(Backend):
     def cgroup_path(self) -> Path | None:
         return self.path
 
+    def unified_path(self) -> Path | None:
+        return self.path
+
     def create(self, run_id: str, limits: Limits) -> None:
         parent = CgroupDir(self.parent)
         self._controllers = delegate(parent)

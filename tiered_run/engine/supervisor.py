@@ -18,8 +18,9 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tiered_run import __version__
 from tiered_run.backends import select_backend
@@ -27,6 +28,8 @@ from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.engine.accounting import Accounting, RusageFloor
 from tiered_run.engine.before_kill import expand, look
+from tiered_run.engine.container import ContainerRun
+from tiered_run.engine.container import environment as container_environment
 from tiered_run.engine.ending import Ending
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
 from tiered_run.engine.launch import spawn
@@ -104,6 +107,7 @@ class Supervisor:
         self._notes: Monitor | None = None  # the run's monitor, from before the spawn
         self._terminal: Terminal | None = None
         self._main_pid: int | None = None
+        self._container: ContainerRun | None = None
 
     # -- signals to tiered-run --------------------------------------------------------------
 
@@ -186,8 +190,12 @@ class Supervisor:
         self._terminal = Terminal.controlling()
         try:
             backend.create(self.run_id, spec.limits)
+            if spec.container is not None:
+                self._container = ContainerRun.prepare(
+                    spec.container, self.run_id, backend.unified_path()
+                )
             # After create: a backend may have moved tiered-run into a leaf cgroup first.
-            sentinel = Sentinel(backend)
+            sentinel = Sentinel(backend, self._container.remove if self._container else None)
             backend.report_tree(sentinel.track)
             # After the watchdog forked: it must not become one of our orphans.
             set_child_subreaper(True)
@@ -221,9 +229,17 @@ class Supervisor:
             message = f"tiered-run received {pending.name} before the start"
             return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum)), monitor.finish()
         pre_exec = own_resident_bytes()
+        launched = spec
+        if self._container is not None:
+            workdir = (spec.cwd or Path.cwd()).resolve()
+            argv = self._container.argv(spec.command, spec.limits, workdir)
+            launched = replace(spec, command=argv, env=container_environment())
         try:
             child = spawn(
-                spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
+                launched,
+                backend,
+                tee.child_fds if tee else None,
+                own_session=self._terminal is None,
             )
         except SpawnError as err:
             return _End(Outcome.ERROR, str(err), err.exit_code), monitor.finish()
@@ -234,6 +250,8 @@ class Supervisor:
             child.popen.kill()
             child.popen.wait()
             raise
+        if self._container is not None:
+            self._container.started(child.pid)
         monitor.start(child.pid)
         self._monitor = monitor
         if not _tell(sentinel.watch, child.pid):
@@ -285,6 +303,8 @@ class Supervisor:
             self.warnings.append(f"cleanup: {err}")
         if tee is not None:
             tee.close()
+        if self._container is not None:
+            self.warnings.extend(self._container.remove())
         try:
             backend.remove()
         except BackendError as err:
@@ -316,6 +336,16 @@ class Supervisor:
             code = exit_code_for(outcome, returncode, signum)
         return _End(outcome, message, code, returncode, signum)
 
+    def _backend_reason(self) -> str:
+        """Why this backend, and for a container which runtime made it and why."""
+        container = self.spec.container
+        if container is None:
+            return self.backend_reason
+        return (
+            f"{self.backend_reason}; container {container.image} by "
+            f"{container.runtime.value}: {container.runtime_reason}"
+        )
+
     def _report(self, started_at: str, accounting: Accounting, end: _End) -> RunReport:
         spec, peaks, caps = self.spec, accounting.peaks, self.backend.capabilities
         message = end.message
@@ -329,7 +359,7 @@ class Supervisor:
             command=spec.command,
             tier=spec.tier,
             backend=self.backend.name,
-            backend_reason=self.backend_reason,
+            backend_reason=self._backend_reason(),
             outcome=end.outcome,
             exit_code=end.exit_code,
             returncode=end.returncode,

@@ -1,0 +1,249 @@
+"""A container made inside the run's cgroups, and its removal on every outcome.
+
+The workload's main process is the runtime's client (`podman run ...`), started in the
+run's cgroups like any command. podman is daemonless: with `--cgroups=no-conmon` its
+monitor (conmon) stays in the client's cgroup, the run's, and the OCI runtime (runc)
+creates the container's cgroup from a relative `--cgroup-parent`: below its own cgroup in
+each v1 hierarchy, below the hierarchy's root in a hybrid machine's cgroup2 (so the
+parent names the run's cgroup2 directory), below the parent of its own on pure v2. Every
+process of the container is then in the run's cgroups: the ceilings hold them, the
+monitor counts them, the whole-tree kill ends them.
+
+A killed client and conmon leave podman's record of the container and its storage mounts
+behind, and runc leaves the directories it made in hierarchies the run does not use
+(devices, name=systemd). `remove` takes all of that away after the tree is dead; the
+watchdog calls it too when tiered-run itself was killed. Docker's daemon makes the
+container itself: with the cgroupfs driver and an absolute `--cgroup-parent` that names
+the run's cgroup, the container lands inside the run all the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tiered_run.backends.cgroupfs import PREFIX, own_cgroups, parse_proc_cgroup, system_mounts
+from tiered_run.errors import BackendError
+from tiered_run.inputs.units import format_cpus
+from tiered_run.model.spec import ContainerSpec, Limits, Runtime
+
+REMOVE_TIMEOUT_S = 15.0
+# podman applies containers.conf's default nproc (32768) to what starts the container, and
+# runc cannot raise a container's RLIMIT_NPROC above it; the pids cgroup holds tasks anyway.
+PODMAN_NPROC_MAX = 32768
+
+
+@dataclass
+class ContainerRun:
+    """One run's container: the client's argv, and what to remove once the tree is dead."""
+
+    spec: ContainerSpec
+    name: str  # tiered-run-<run id>: the container's name, for `rm -f` without its id
+    parent: str  # --cgroup-parent
+    scratch: Path  # a private directory for the cidfile
+    client_cgroups: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, spec: ContainerSpec, run_id: str, unified: Path | None) -> ContainerRun:
+        """After the run's cgroups exist; `unified` is the run's cgroup2 directory."""
+        name = PREFIX + run_id
+        parent = cgroup_parent(spec.runtime, name, unified)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        return cls(spec, name, parent, scratch)
+
+    @property
+    def cidfile(self) -> Path:
+        return self.scratch / "cid"
+
+    def argv(self, command: tuple[str, ...], limits: Limits, cwd: Path) -> tuple[str, ...]:
+        """`RUNTIME run` with the tier mapped onto the container. Memory and tasks are not
+        repeated there: the run's cgroup, above the container's, holds them for the whole
+        tree (client and conmon included), and its breach is the run's, as for any command."""
+        spec = self.spec
+        args = [spec.binary]
+        if spec.runtime is Runtime.PODMAN:
+            args += ["--cgroup-manager", "cgroupfs"]
+            if spec.oci_runtime:
+                args += ["--runtime", spec.oci_runtime]
+        args += ["run", "--rm", "--name", self.name, "--cidfile", str(self.cidfile)]
+        args += ["--cgroup-parent", self.parent, "--cpuset-cpus", format_cpus(limits.cpus)]
+        if spec.runtime is Runtime.PODMAN:
+            args += ["--cgroups", "no-conmon", "--pids-limit", "-1"]
+        args += [f"--ulimit={u}" for u in _ulimits(spec.runtime)]
+        args.append("--interactive")
+        if not spec.network:
+            args += ["--network", "none"]
+        if spec.user is not None:
+            args += ["--user", f"{spec.user.uid}:{spec.user.gid}"]
+        workdir = spec.cwd or cwd
+        if spec.mount_cwd:
+            args += ["--volume", f"{cwd}:{cwd}"]
+        args += ["--workdir", str(workdir)]
+        if spec.private_tmp:
+            args += ["--tmpfs", "/tmp"]
+        for key, value in spec.env.items():
+            args += ["--env", f"{key}={value}"]
+        return (*args, spec.image, *command)
+
+    def started(self, pid: int) -> None:
+        """The client's cgroups, read while it lives: runc makes the container's v1 groups
+        below them, which is where `remove` looks for what it left."""
+        with contextlib.suppress(OSError):
+            self.client_cgroups = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+
+    def remove(self) -> list[str]:
+        """Remove the container (the tree is dead), then the cgroups runc made outside the
+        run's own hierarchies. Never raises; what could not be removed comes back as
+        warnings."""
+        warnings: list[str] = []
+        cid = self._cid()
+        problem = _force_remove(self.spec, self.name)
+        if problem is not None:
+            warnings.append(f"container {self.name}: {problem}")
+        if cid:
+            warnings += self._remove_cgroups(cid)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return warnings
+
+    def _cid(self) -> str | None:
+        try:
+            text = self.cidfile.read_text().strip()
+        except OSError:
+            return None
+        return text if text.isalnum() else None
+
+    def _remove_cgroups(self, cid: str) -> list[str]:
+        """runc's `<client cgroup>/<parent>/libpod-<id>` of every v1 hierarchy, and the
+        parent directories it made on the way, deepest first; only while empty."""
+        if self.spec.runtime is not Runtime.PODMAN:
+            return []
+        leftovers = []
+        try:
+            mounts = system_mounts()
+        except OSError:
+            return []
+        own = self.client_cgroups or own_cgroups()
+        for mount in mounts:
+            if mount.version != 1 or not mount.controllers:
+                continue
+            key = next(iter(sorted(mount.controllers)))
+            rel = own.get(key)
+            if rel is None:
+                continue
+            base = mount.path / rel.lstrip("/")
+            chain = [*_chain(base, self.parent), base / self.parent / f"libpod-{cid}"]
+            for path in reversed(chain):
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    leftovers.append(f"cannot remove cgroup {path}: {err.strerror}")
+                    break
+        return leftovers
+
+
+def _chain(base: Path, parent: str) -> list[Path]:
+    """The directories from below `base` down to `base/parent`, outermost first."""
+    paths, path = [], base
+    for part in Path(parent).parts:
+        if part in (".", "/"):
+            continue
+        path = path / part
+        paths.append(path)
+    return paths
+
+
+def cgroup_parent(runtime: Runtime, name: str, unified: Path | None) -> str:
+    """`--cgroup-parent` that puts the container in the run's cgroups, for a client that
+    runs in them (see the module's docstring for how runc reads a relative one)."""
+    mounts = system_mounts()
+    v1 = any(m.version == 1 and m.controllers - {"name=systemd"} for m in mounts)
+    cgroup2 = next((m for m in mounts if m.version == 2), None)
+    if runtime is Runtime.DOCKER:
+        return _docker_parent(name)
+    if unified is None or cgroup2 is None:
+        if v1:
+            return "."  # below the client's own group in every hierarchy: the run's
+        raise BackendError("--container needs the run's cgroups; this backend has none")
+    if v1:  # hybrid: relative for v1, from the root for cgroup2
+        return str(unified.relative_to(cgroup2.path))
+    return unified.name  # pure v2: runc starts from the parent of its own group
+
+
+def _docker_parent(name: str) -> str:
+    """The daemon is outside the run: an absolute parent must name the run's group, the
+    same path in every hierarchy. Where tiered-run's own groups differ between hierarchies
+    (a memory group of its own, as a job manager makes), no one path can."""
+    own = {path for key, path in own_cgroups().items() if not key.startswith("name=")}
+    if len(own) != 1:
+        raise BackendError(
+            "--runtime docker: tiered-run's own cgroup differs between hierarchies "
+            f"({', '.join(sorted(own))}), so no --cgroup-parent names the run's in all of "
+            "them; use --runtime podman"
+        )
+    return f"{own.pop().rstrip('/')}/{name}"
+
+
+def _ulimits(runtime: Runtime) -> list[str]:
+    """The current open-files and processes limits: a container may not raise them (no
+    CAP_SYS_RESOURCE here), and the runtimes' own defaults are above them."""
+    limits = []
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        soft, hard = resource.getrlimit(which)
+        if which == resource.RLIMIT_NPROC and runtime is Runtime.PODMAN:
+            soft, hard = (_below(v, PODMAN_NPROC_MAX) for v in (soft, hard))
+        limits.append(f"{name}={_value(soft)}:{_value(hard)}")
+    return limits
+
+
+def _below(value: int, ceiling: int) -> int:
+    return ceiling if value == resource.RLIM_INFINITY else min(value, ceiling)
+
+
+def _value(value: int) -> str:
+    return "-1" if value == resource.RLIM_INFINITY else str(value)
+
+
+def _force_remove(spec: ContainerSpec, name: str) -> str | None:
+    """`rm -f` the container by name; None once it is gone. podman whose conmon was killed
+    first fails (the container is "stopping" with no one to record its exit), and then
+    succeeds: it is tried twice."""
+    argv = [spec.binary, "rm", "--force", name]
+    if spec.runtime is Runtime.PODMAN:
+        argv[1:1] = ["--cgroup-manager", "cgroupfs"]
+        argv[-1:-1] = ["--time", "0"]
+    last = ""
+    for _ in range(2):
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=REMOVE_TIMEOUT_S,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            last = str(err)
+            continue
+        if done.returncode == 0 or _gone(done.stderr):
+            return None
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "rm failed"
+    return f"could not be removed: {last}; remove it with {spec.runtime.value} rm -f {name}"
+
+
+def _gone(stderr: str) -> bool:
+    return "no such container" in stderr.lower() or "no container with name" in stderr.lower()
+
+
+def environment() -> dict[str, str]:
+    """The client's environment: tiered-run's own (the runtime's configuration lives in
+    it); the workload in the container gets only what `--env` gives."""
+    return dict(os.environ)
