@@ -1,0 +1,245 @@
+"""--container: a real podman container inside the run's cgroups, under its ceilings, and
+nothing of it left behind on any outcome. The image is built here, offline, from the
+static busybox of Debian's busybox-static package (`podman import`), and removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ONLINE_CPUS, SPAWNED, run_cli, wait_for
+
+from tiered_run.backends import select_backend
+from tiered_run.backends.cgroupfs import system_mounts
+from tiered_run.host.runtimes import probe_docker, probe_podman
+from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TIMEOUT, EXIT_TOOL
+
+V1 = any(m.version == 1 and m.controllers - {"name=systemd"} for m in system_mounts())
+PODMAN = probe_podman(V1)
+BUSYBOX = shutil.which("busybox")
+APPLETS = ("sh", "cat", "sleep", "dd", "ls", "grep", "echo", "pwd", "wc", "touch")
+
+
+def _problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: the run's cgroups and a rootful podman"
+    if select_backend()[0].name == "plain":
+        return "no cgroup backend here: a container cannot be placed in a run"
+    if not PODMAN.usable:
+        return f"podman is not usable here: {PODMAN.reason}"
+    if BUSYBOX is None:
+        return "no busybox to build the test image from (apt-get install busybox-static)"
+    if "statically linked" not in subprocess.run(
+        ["file", "-L", BUSYBOX], capture_output=True, text=True, check=False
+    ).stdout and shutil.which("file"):
+        return f"{BUSYBOX} is not static (apt-get install busybox-static)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_problem() is not None, reason=str(_problem()))
+
+
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", "--cgroup-manager", "cgroupfs", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A two-megabyte image: busybox and its applets, imported from a tarball."""
+    root = tmp_path_factory.mktemp("rootfs")
+    for sub in ("bin", "tmp", "proc", "sys", "dev", "etc"):
+        (root / sub).mkdir()
+    assert BUSYBOX is not None
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    tarball = root.parent / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(root, arcname=".")
+    name = f"localhost/tiered-run-test-{uuid.uuid4().hex[:8]}:1"
+    done = podman("import", "--change", "ENV=PATH=/bin", str(tarball), name)
+    assert done.returncode == 0, done.stderr
+    yield name
+    podman("rmi", "--force", name)
+
+
+def containers() -> list[str]:
+    """The containers of runs (named tiered-run-...), running or stopped."""
+    done = podman("ps", "--all", "--format", "{{.Names}}")
+    return [n for n in done.stdout.split() if n.startswith("tiered-run-")]
+
+
+def cgroups_named(fragment: str) -> list[str]:
+    return [
+        str(Path(root) / d)
+        for root, dirs, _ in os.walk("/sys/fs/cgroup")
+        for d in dirs
+        if fragment in d
+    ]
+
+
+def overlay_mounts() -> int:
+    return Path("/proc/mounts").read_text().count("overlay-containers")
+
+
+def nothing_left(run_id: str) -> None:
+    assert containers() == []
+    assert cgroups_named(run_id) == []
+    assert cgroups_named("libpod-") == []
+
+
+def test_container_runs_in_the_runs_cgroups_on_the_tiers_cpus(image: str, tmp_path: Path):
+    (tmp_path / "note.txt").write_text("from the host\n")
+    cpu = ONLINE_CPUS[-1]
+    script = (
+        "cat /proc/self/cgroup; grep Cpus_allowed_list /proc/self/status; pwd; "
+        "cat note.txt; echo greeting=$GREETING; ls /sys/class/net"
+    )
+    result = run_cli(
+        "--cpus", str(cpu), "--env", "GREETING=hi", "--container", image, "--",
+        "sh", "-c", script,
+        tmp_path=tmp_path, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    assert report["outcome"] == "exited"
+    assert "podman" in report["backend_reason"] and "auto" in report["backend_reason"]
+    lines = result.stdout.splitlines()
+    groups = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines if line[:1].isdigit()}
+    # Every hierarchy the run has: the container's process is in the run's group, nested.
+    for key in ("cpuset", "memory", "pids", "freezer", ""):
+        assert f"/tiered-run-{report['run_id']}/" in groups[key] + "/", (key, groups)
+        assert "libpod-" in groups[key], (key, groups)
+    assert f"Cpus_allowed_list:\t{cpu}" in lines
+    assert str(tmp_path.resolve()) in lines  # the working directory, mounted at its path
+    assert "from the host" in lines
+    assert "greeting=hi" in lines
+    assert lines[-1] == "lo"  # --network none: loopback only
+    nothing_left(report["run_id"])
+
+
+def test_memory_ceiling_ends_the_container_as_a_plain_run(image: str, tmp_path: Path):
+    mounts = overlay_mounts()
+    # dd's buffer is bs: a 1 GiB block against a 300 MiB ceiling, stopped after one block.
+    result = run_cli(
+        "--memory", "300M", "--timeout", "30", "--container", image, "--",
+        "dd", "if=/dev/zero", "of=/dev/null", "bs=1G", "count=1",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.report["outcome"] == "memory", result.stderr
+    assert result.returncode == EXIT_MEMORY
+    assert "OOM-killed" in result.stderr
+    nothing_left(result.report["run_id"])
+    assert overlay_mounts() == mounts
+
+
+def test_timeout_kills_the_container_and_leaves_nothing(image: str, tmp_path: Path):
+    mounts = overlay_mounts()
+    result = run_cli("--timeout", "2", "--container", image, "--", "sleep", "50", tmp_path=tmp_path)
+    assert result.report["outcome"] == "timeout", result.stderr
+    assert result.returncode == EXIT_TIMEOUT
+    assert result.report["wall_s"] < 15
+    nothing_left(result.report["run_id"])
+    assert overlay_mounts() == mounts
+
+
+def test_sigkill_of_tiered_run_still_removes_the_container(image: str, tmp_path: Path):
+    """The watchdog kills the tree, removes the container and the cgroups."""
+    proc = run_cli(
+        "--timeout", "50", "--container", image, "--",
+        "sh", "-c", "touch started; sleep 50",
+        tmp_path=tmp_path, wait=False,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert wait_for(lambda: (tmp_path / "started").exists(), within=30)
+    assert len(containers()) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wait_for(lambda: not containers(), within=30), containers()
+    assert wait_for(lambda: not cgroups_named("tiered-run-"), within=15), cgroups_named(
+        "tiered-run-"
+    )
+    assert cgroups_named("libpod-") == []
+    SPAWNED.reap()
+
+
+def test_private_tmp_without_a_container_goes_with_the_run(tmp_path: Path):
+    marker = f"tiered-run-test-{uuid.uuid4().hex[:8]}"
+    script = f"echo x > /dev/shm/{marker}; echo y > /tmp/{marker}; ls /dev/shm | wc -l"
+    result = run_cli("--private-tmp", "--", "sh", "-c", script, tmp_path=tmp_path, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]  # its own /dev/shm: only what it wrote
+    assert not Path("/dev/shm", marker).exists()
+    assert not Path("/tmp", marker).exists()
+
+
+def test_refused_before_anything_starts(image: str, tmp_path: Path):
+    plain = run_cli("--backend", "plain", "--container", image, "--", "true", tmp_path=tmp_path)
+    assert plain.returncode == EXIT_TOOL
+    assert plain.stderr.count("\n") == 1 and "backend here is plain" in plain.stderr
+    network = run_cli("--network", "--", "true", tmp_path=tmp_path)
+    assert network.returncode == EXIT_TOOL and "add --container IMAGE" in network.stderr
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    missing = run_cli(
+        "--container", image, "--", "true", tmp_path=tmp_path, env={"PATH": str(empty)}
+    )
+    assert missing.returncode == EXIT_TOOL
+    assert "needs a container runtime" in missing.stderr
+    assert missing.report is None and containers() == []
+
+
+def test_docker_where_a_daemon_answers(tmp_path: Path):
+    """Docker's daemon makes the container: it lands in the run only where one absolute
+    --cgroup-parent names the run's group in every hierarchy; elsewhere exit 125."""
+    docker = probe_docker()
+    if not docker.usable:
+        pytest.skip(f"DOCKER NOT TESTED: {docker.reason}")
+    tarball = tmp_path / "rootfs.tar"
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    assert BUSYBOX is not None
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    (root / "bin" / "sh").symlink_to("busybox")
+    (root / "bin" / "cat").symlink_to("busybox")
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(root, arcname=".")
+    name = f"tiered-run-test-{uuid.uuid4().hex[:8]}:1"
+    subprocess.run(["docker", "import", str(tarball), name], check=True, capture_output=True)
+    try:
+        result = run_cli(
+            "--runtime", "docker", "--container", name, "--", "/bin/cat", "/proc/self/cgroup",
+            tmp_path=tmp_path, text=True,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["docker", "rmi", "--force", name], capture_output=True, check=False)
+    if result.returncode == EXIT_TOOL:
+        assert "differs between hierarchies" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    run_id = result.report["run_id"]
+    assert all(f"tiered-run-{run_id}" in line for line in result.stdout.splitlines() if line)
+
+
+def test_docker_refused_without_a_usable_daemon(tmp_path: Path, image: str):
+    docker = probe_docker()
+    if docker.usable:
+        pytest.skip("a Docker daemon with the cgroupfs driver answers here")
+    result = run_cli("--runtime", "docker", "--container", image, "--", "true", tmp_path=tmp_path)
+    assert result.returncode == EXIT_TOOL
+    assert result.stderr.startswith("tiered-run: error: --runtime docker: ")
+    assert result.stderr.count("\n") == 1 and result.report is None

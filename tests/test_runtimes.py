@@ -1,0 +1,68 @@
+"""Choosing a container runtime, and the client's command line, without starting one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiered_run.engine.container import ContainerRun
+from tiered_run.host import runtimes
+from tiered_run.model.spec import ContainerSpec, Limits, Runtime, UserSpec
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """What the runtimes' clients answer, by client name; all of them installed."""
+    replies: dict[str, tuple[int, str]] = {}
+    monkeypatch.setattr(runtimes.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(runtimes, "_ask", lambda argv: replies[Path(argv[0]).name])
+    return replies
+
+
+def test_auto_prefers_podman_and_says_why(answers):
+    answers.update(podman=(0, "4.3.1"), docker=(0, "cgroupfs"))
+    probe, reason = runtimes.select_runtime("auto", cgroup_v1=True)
+    assert probe is not None and probe.runtime is Runtime.PODMAN
+    assert probe.oci_runtime == "/usr/bin/runc"  # crun refuses hybrid hierarchies
+    assert "auto: podman first" in reason
+
+
+def test_docker_with_the_systemd_driver_is_refused_with_the_fix(answers):
+    answers.update(podman=(1, "broken"), docker=(0, "systemd"))
+    probe, reason = runtimes.select_runtime("docker", cgroup_v1=False)
+    assert probe is None
+    assert reason.startswith("--runtime docker: the Docker daemon uses the systemd cgroup driver")
+    assert "native.cgroupdriver=cgroupfs" in reason
+
+
+def test_auto_falls_back_to_docker_and_names_what_podman_lacked(answers):
+    answers.update(podman=(125, "Error: no storage"), docker=(0, "cgroupfs"))
+    probe, reason = runtimes.select_runtime("auto", cgroup_v1=False)
+    assert probe is not None and probe.runtime is Runtime.DOCKER
+    assert "podman is not usable (podman does not work here: Error: no storage)" in reason
+
+
+def test_the_tier_maps_onto_the_container(tmp_path):
+    builder = UserSpec("builder", 1003, 1003, (1003,), "/home/builder", "/bin/sh")
+    spec = ContainerSpec(
+        image="debian:12",
+        runtime=Runtime.PODMAN,
+        runtime_reason="",
+        binary="/usr/bin/podman",
+        oci_runtime="/usr/sbin/runc",
+        env={"LANG": "C"},
+        user=builder,
+    )
+    run = ContainerRun(spec, "tiered-run-p1-x", "tiered-run-p1-x", tmp_path)
+    argv = run.argv(("python3", "chat.py"), Limits(cpus=(6, 7, 8), memory=20 << 30), Path("/w"))
+    text = " ".join(argv)
+    assert argv[-3:] == ("debian:12", "python3", "chat.py")
+    for part in (
+        "--cgroup-manager cgroupfs --runtime /usr/sbin/runc run --rm --name tiered-run-p1-x",
+        "--cgroup-parent tiered-run-p1-x --cpuset-cpus 6-8",
+        "--cgroups no-conmon --pids-limit -1",
+        "--network none --user 1003:1003 --volume /w:/w --workdir /w --env LANG=C",
+    ):
+        assert part in text
+    assert "--memory" not in text  # the run's cgroup, above the container's, holds it
