@@ -243,3 +243,17 @@ def test_docker_refused_without_a_usable_daemon(tmp_path: Path, image: str):
     assert result.returncode == EXIT_TOOL
     assert result.stderr.startswith("tiered-run: error: --runtime docker: ")
     assert result.stderr.count("\n") == 1 and result.report is None
+
+
+def test_shared_memory_left_at_a_memory_kill_goes_with_a_private_tmp(tmp_path: Path):
+    """/dev/shm is charged to the run as memory and outlives its killed writer; in the
+    run's own /dev/shm it goes with the run."""
+    marker = f"tiered-run-test-{uuid.uuid4().hex[:8]}"
+    result = run_cli(
+        "--private-tmp", "--memory", "200M", "--timeout", "30", "--",
+        "dd", "if=/dev/zero", f"of=/dev/shm/{marker}", "bs=1M", "count=400",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.report["outcome"] == "memory", result.stderr
+    assert result.returncode == EXIT_MEMORY
+    assert not Path("/dev/shm", marker).exists()

@@ -66,3 +66,42 @@ def test_the_tier_maps_onto_the_container(tmp_path):
     ):
         assert part in text
     assert "--memory" not in text  # the run's cgroup, above the container's, holds it
+
+
+def _finding(facts, id_):
+    from tiered_run.policy.doctor.containers import runtime_findings
+
+    return next(f for f in runtime_findings(facts) if f.id == id_)
+
+
+def test_doctor_says_which_runtimes_land_in_the_tier():
+    from factories import make_facts
+
+    from tiered_run.model.facts import RuntimeProbe
+    from tiered_run.model.findings import Severity
+
+    probes = (
+        RuntimeProbe(Runtime.PODMAN, True, "podman 4.3.1 with /usr/sbin/runc"),
+        RuntimeProbe(Runtime.DOCKER, True, "docker with the cgroupfs driver"),
+    )
+    facts = make_facts(runtimes=probes)
+    podman = _finding(facts, "containers.runtime.podman")
+    assert podman.severity is Severity.OK and "lands inside the run" in podman.consequence
+    docker = _finding(facts, "containers.runtime.docker")
+    # The hybrid machine of the factory has a memory group of its own: no single parent.
+    own = {path for key, path in facts.cgroups.own.items() if "=" not in key}
+    expected = "lands inside the run" if len(own) == 1 else "refused here"
+    assert expected in docker.consequence
+    plain = _finding(make_facts(runtimes=probes, backend="plain"), "containers.runtime.podman")
+    assert plain.severity is Severity.NOTE and "--container is refused" in plain.consequence
+
+
+def test_doctor_names_an_unusable_runtime_and_its_fix():
+    from factories import make_facts
+
+    from tiered_run.model.facts import RuntimeProbe
+
+    probe = RuntimeProbe(Runtime.DOCKER, False, "the Docker daemon uses the systemd cgroup driver")
+    found = _finding(make_facts(runtimes=(probe,)), "containers.runtime.docker")
+    assert "not usable: the Docker daemon uses the systemd" in found.summary
+    assert "exit 125" in found.consequence

@@ -12,23 +12,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 
+from tiered_run.model.facts import RuntimeProbe
 from tiered_run.model.spec import Runtime
 
 ASK_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class RuntimeProbe:
-    """One runtime: whether a run can use it, why (or why not), and what it told us."""
-
-    runtime: Runtime
-    usable: bool
-    reason: str
-    binary: str | None = None
-    oci_runtime: str | None = None  # podman: the OCI runtime to ask for (runc on cgroup v1)
-    cgroup_driver: str | None = None
 
 
 def _ask(argv: list[str]) -> tuple[int, str]:
@@ -61,9 +49,12 @@ def probe_podman(cgroup_v1: bool) -> RuntimeProbe:
                 "podman needs runc on cgroup v1 (crun refuses hybrid mode); apt-get install runc",
                 binary,
             )
-    code, text = _ask([binary, "version", "--format", "{{.Client.Version}}"])
+    # --version only: `podman version` sets up its storage and locks, which a probe (doctor
+    # as any user) must not leave behind.
+    code, text = _ask([binary, "--version"])
     if code != 0:
         return RuntimeProbe(Runtime.PODMAN, False, f"podman does not work here: {text}", binary)
+    text = text.removeprefix("podman version ")
     runs_with = f" with {oci}" if oci else ""
     return RuntimeProbe(
         Runtime.PODMAN,

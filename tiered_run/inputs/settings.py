@@ -373,7 +373,7 @@ SETTINGS: tuple[Setting, ...] = (
         example='"debian:12"', metavar="IMAGE",
     ),
     Setting(
-        "runtime", _choice(str, RUNTIMES), Where.RUN | Where.STEP | Where.LADDER,
+        "runtime", _choice(str, RUNTIMES), Where.RUN | Where.STEP,
         f"Container runtime for --container: {', '.join(RUNTIMES)}.",
         default="auto", example='"podman"', metavar="NAME",
     ),
