@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ONLINE_CPUS, SPAWNED, run_cli, wait_for
+from conftest import ONLINE_CPUS, SPAWNED, dead_pid, run_cli, wait_for
 
 from tiered_run.backends import select_backend
 from tiered_run.backends.cgroupfs import system_mounts
@@ -257,3 +257,17 @@ def test_shared_memory_left_at_a_memory_kill_goes_with_a_private_tmp(tmp_path: P
     assert result.report["outcome"] == "memory", result.stderr
     assert result.returncode == EXIT_MEMORY
     assert not Path("/dev/shm", marker).exists()
+
+
+def test_a_container_whose_tiered_run_and_watchdog_died_is_removed_at_the_next_start(
+    image: str, tmp_path: Path
+):
+    stale = f"tiered-run-p{dead_pid()}-0000aa"
+    made = podman("create", "--name", stale, image, "sleep", "1")
+    assert made.returncode == 0, made.stderr
+    try:
+        result = run_cli("--container", image, "--", "sh", "-c", ":", tmp_path=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert stale not in containers()
+    finally:
+        podman("rm", "--force", stale)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tiered_run.backends.cgroupfs import PREFIX, own_cgroups, parse_proc_cgroup, system_mounts
 from tiered_run.errors import BackendError
+from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.spec import ContainerSpec, Limits, Runtime
 
@@ -147,6 +148,32 @@ class ContainerRun:
                     leftovers.append(f"cannot remove cgroup {path}: {err.strerror}")
                     break
         return leftovers
+
+
+def sweep_stale(spec: ContainerSpec, parents: list[Path]) -> list[str]:
+    """Remove the containers of runs whose tiered-run and watchdog both died (both killed,
+    a power cut): named `tiered-run-p<pid>-...`, their tiered-run gone and no run cgroup of
+    that name left in `parents` (the backend's stale cleanup, which runs first, removed
+    it). A live run, a nested one included, keeps its container. Returns the names removed."""
+    argv = [spec.binary, "ps", "--all", "--format", "{{.Names}}", "--filter", f"name={PREFIX}"]
+    if spec.runtime is Runtime.PODMAN:
+        argv[1:1] = ["--cgroup-manager", "cgroupfs"]
+    try:
+        listed = subprocess.run(
+            argv, capture_output=True, text=True, timeout=REMOVE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    removed = []
+    for name in listed.stdout.split():
+        owner = name.removeprefix(PREFIX).partition("-")[0]
+        if not name.startswith(PREFIX) or not owner[1:].isdigit() or owner[0] != "p":
+            continue
+        if is_alive(int(owner[1:])) or any((parent / name).exists() for parent in parents):
+            continue
+        if _force_remove(spec, name) is None:
+            removed.append(name)
+    return removed
 
 
 def _chain(base: Path, parent: str) -> list[Path]:

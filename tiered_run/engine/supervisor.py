@@ -28,7 +28,7 @@ from tiered_run.backends.base import Backend
 from tiered_run.backends.cgroupfs import new_run_id
 from tiered_run.engine.accounting import Accounting, RusageFloor
 from tiered_run.engine.before_kill import expand, look
-from tiered_run.engine.container import ContainerRun
+from tiered_run.engine.container import ContainerRun, sweep_stale
 from tiered_run.engine.container import environment as container_environment
 from tiered_run.engine.ending import Ending
 from tiered_run.engine.jobcontrol import StopWithTree, Terminal
@@ -183,6 +183,8 @@ class Supervisor:
         spec, backend = self.spec, self.backend
         log_fd = open_log(spec.log) if spec.log is not None else None
         backend.cleanup_stale()  # what runs whose tiered-run died left behind; never fails
+        if spec.container is not None:
+            sweep_stale(spec.container, backend.stale_parents())
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         tee = Tee(log_fd) if log_fd is not None else None
         host = HostReader()
