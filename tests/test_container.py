@@ -5,6 +5,7 @@ static busybox of Debian's busybox-static package (`podman import`), and removed
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import ONLINE_CPUS, SPAWNED, dead_pid, run_cli, wait_for
 
@@ -271,3 +273,40 @@ def test_a_container_whose_tiered_run_and_watchdog_died_is_removed_at_the_next_s
         assert stale not in containers()
     finally:
         podman("rm", "--force", stale)
+
+
+def _started(image: str, tmp_path: Path, report: Path):
+    proc = run_cli(
+        "--timeout", "50", "--container", image, "--",
+        "sh", "-c", "touch started; sleep 50",
+        tmp_path=tmp_path, report=report, wait=False,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert wait_for(lambda: (tmp_path / "started").exists(), within=30)
+    return proc
+
+
+def test_ctrl_c_ends_and_removes_the_container(image: str, tmp_path: Path):
+    report = tmp_path / "report.json"
+    proc = _started(image, tmp_path, report)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 128 + signal.SIGINT
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "interrupted"
+    nothing_left(data["run_id"])
+
+
+def test_a_container_that_outlives_its_client_is_killed_and_removed(image: str, tmp_path: Path):
+    """The client (the run's main process) dies; conmon and the container live on in the
+    run's cgroups, so they are the run's leftovers: killed, and the container removed."""
+    report = tmp_path / "report.json"
+    proc = _started(image, tmp_path, report)
+    client = next(
+        child for child in psutil.Process(proc.pid).children() if child.name() == "podman"
+    )
+    os.kill(client.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+    data = json.loads(report.read_text())
+    assert data["outcome"] == "signal"
+    assert data["leftover_killed"] >= 2  # conmon, the container's sleep
+    nothing_left(data["run_id"])
