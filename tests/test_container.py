@@ -22,7 +22,7 @@ from conftest import ONLINE_CPUS, SPAWNED, dead_pid, run_cli, wait_for
 from tiered_run.backends import select_backend
 from tiered_run.backends.cgroupfs import system_mounts
 from tiered_run.host.runtimes import probe_docker, probe_podman
-from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TIMEOUT, EXIT_TOOL
+from tiered_run.policy.exit_codes import EXIT_MEMORY, EXIT_TASKS, EXIT_TIMEOUT, EXIT_TOOL
 
 V1 = any(m.version == 1 and m.controllers - {"name=systemd"} for m in system_mounts())
 PODMAN = probe_podman(V1)
@@ -149,9 +149,26 @@ def test_memory_ceiling_ends_the_container_as_a_plain_run(image: str, tmp_path: 
     assert overlay_mounts() == mounts
 
 
+def test_tasks_ceiling_refuses_forks_in_the_container_as_in_a_plain_run(image: str, tmp_path: Path):
+    """cgroup v1 counts a fork refused at the run's ceiling in the container's own group;
+    the run still sees it. The storm is bounded (200 sleepers of 10 s, killed at once)."""
+    storm = "(i=0; while [ $i -lt 200 ]; do sleep 10 & i=$((i+1)); done 2>/dev/null); sleep 2"
+    result = run_cli(
+        "--tasks-max", "40", "--timeout", "30", "--kill-after", "0.5",
+        "--container", image, "--", "sh", "-c", storm,
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.report["outcome"] == "tasks", result.stderr
+    assert result.returncode == EXIT_TASKS
+    nothing_left(result.report["run_id"])
+
+
 def test_timeout_kills_the_container_and_leaves_nothing(image: str, tmp_path: Path):
     mounts = overlay_mounts()
-    result = run_cli("--timeout", "2", "--container", image, "--", "sleep", "50", tmp_path=tmp_path)
+    result = run_cli(
+        "--timeout", "2", "--kill-after", "0.5", "--container", image, "--", "sleep", "50",
+        tmp_path=tmp_path,
+    )  # fmt: skip
     assert result.report["outcome"] == "timeout", result.stderr
     assert result.returncode == EXIT_TIMEOUT
     assert result.report["wall_s"] < 15
@@ -162,7 +179,7 @@ def test_timeout_kills_the_container_and_leaves_nothing(image: str, tmp_path: Pa
 def test_sigkill_of_tiered_run_still_removes_the_container(image: str, tmp_path: Path):
     """The watchdog kills the tree, removes the container and the cgroups."""
     proc = run_cli(
-        "--timeout", "50", "--container", image, "--",
+        "--timeout", "50", "--kill-after", "0.5", "--container", image, "--",
         "sh", "-c", "touch started; sleep 50",
         tmp_path=tmp_path, wait=False,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -277,7 +294,7 @@ def test_a_container_whose_tiered_run_and_watchdog_died_is_removed_at_the_next_s
 
 def _started(image: str, tmp_path: Path, report: Path):
     proc = run_cli(
-        "--timeout", "50", "--container", image, "--",
+        "--timeout", "50", "--kill-after", "0.5", "--container", image, "--",
         "sh", "-c", "touch started; sleep 50",
         tmp_path=tmp_path, report=report, wait=False,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
