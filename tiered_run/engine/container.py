@@ -120,34 +120,43 @@ class ContainerRun:
         return text if text.isalnum() else None
 
     def _remove_cgroups(self, cid: str) -> list[str]:
-        """runc's `<client cgroup>/<parent>/libpod-<id>` of every v1 hierarchy, and the
-        parent directories it made on the way, deepest first; only while empty."""
-        if self.spec.runtime is not Runtime.PODMAN:
-            return []
-        leftovers = []
+        """What the runtime made in every v1 hierarchy, deepest first, only while empty:
+        podman's runc `<client's group>/<parent>/libpod-<id>` and the parents on the way;
+        dockerd's `<parent>/<id>`, and the run's name in hierarchies the run has no group
+        in (the backend removes its own)."""
         try:
             mounts = system_mounts()
         except OSError:
             return []
-        own = self.client_cgroups or own_cgroups()
+        ours = own_cgroups()
+        client = self.client_cgroups or ours
+        leftovers = []
         for mount in mounts:
             if mount.version != 1 or not mount.controllers:
                 continue
-            key = next(iter(sorted(mount.controllers)))
-            rel = own.get(key)
-            if rel is None:
+            key = sorted(mount.controllers)[0]
+            if key not in client or key not in ours:
                 continue
-            base = mount.path / rel.lstrip("/")
-            chain = [*_chain(base, self.parent), base / self.parent / f"libpod-{cid}"]
-            for path in reversed(chain):
-                try:
-                    path.rmdir()
-                except FileNotFoundError:
-                    continue
-                except OSError as err:
-                    leftovers.append(f"cannot remove cgroup {path}: {err.strerror}")
-                    break
+            if self.spec.runtime is Runtime.PODMAN:
+                base = mount.path / client[key].lstrip("/")
+                chain = [*_chain(base, self.parent), base / self.parent / f"libpod-{cid}"]
+            else:
+                group = mount.path / ours[key].lstrip("/") / self.name
+                chain = [group, group / cid] if client[key] == ours[key] else [group / cid]
+            leftovers += _rmdir_chain(chain)
         return leftovers
+
+
+def _rmdir_chain(chain: list[Path]) -> list[str]:
+    """Remove the directories of `chain` deepest first, stopping at one still in use."""
+    for path in reversed(chain):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            return [f"cannot remove cgroup {path}: {err.strerror}"]
+    return []
 
 
 def sweep_stale(spec: ContainerSpec, parents: list[Path]) -> list[str]:
