@@ -44,7 +44,7 @@ def test_auto_falls_back_to_docker_and_names_what_podman_lacked(answers):
 
 
 def test_the_tier_maps_onto_the_container(tmp_path):
-    builder = UserSpec("builder", 1003, 1003, (1003,), "/home/builder", "/bin/sh")
+    builder = UserSpec("builder", 1003, 1003, (1003, 27), "/home/builder", "/bin/sh")
     spec = ContainerSpec(
         image="debian:12",
         runtime=Runtime.PODMAN,
@@ -62,7 +62,7 @@ def test_the_tier_maps_onto_the_container(tmp_path):
         "--cgroup-manager cgroupfs --runtime /usr/sbin/runc run --rm --name tiered-run-p1-x",
         "--cgroup-parent tiered-run-p1-x --cpuset-cpus 6-8",
         "--cgroups no-conmon --pids-limit -1",
-        "--network none --user 1003:1003 --volume /w:/w --workdir /w --env LANG=C",
+        "--network none --user 1003:1003 --group-add 27 --volume /w:/w --workdir /w --env LANG=C",
     ):
         assert part in text
     assert "--memory" not in text  # the run's cgroup, above the container's, holds it

@@ -82,6 +82,9 @@ class ContainerRun:
             args += ["--network", "none"]
         if spec.user is not None:
             args += ["--user", f"{spec.user.uid}:{spec.user.gid}"]
+            for group in spec.user.groups:
+                if group != spec.user.gid:
+                    args += ["--group-add", str(group)]
         workdir = spec.cwd or cwd
         if spec.mount_cwd:
             args += ["--volume", f"{cwd}:{cwd}"]
