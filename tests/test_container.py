@@ -5,12 +5,14 @@ static busybox of Debian's busybox-static package (`podman import`), and removed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,6 +208,20 @@ def test_private_tmp_without_a_container_goes_with_the_run(tmp_path: Path):
     assert not Path("/tmp", marker).exists()
 
 
+def test_shared_memory_left_at_a_memory_kill_goes_with_a_private_tmp(tmp_path: Path):
+    """/dev/shm is charged to the run as memory and outlives its killed writer; in the
+    run's own /dev/shm it goes with the run."""
+    marker = f"tiered-run-test-{uuid.uuid4().hex[:8]}"
+    result = run_cli(
+        "--private-tmp", "--memory", "200M", "--timeout", "30", "--",
+        "dd", "if=/dev/zero", f"of=/dev/shm/{marker}", "bs=1M", "count=400",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.report["outcome"] == "memory", result.stderr
+    assert result.returncode == EXIT_MEMORY
+    assert not Path("/dev/shm", marker).exists()
+
+
 def test_refused_before_anything_starts(image: str, tmp_path: Path):
     plain = run_cli("--backend", "plain", "--container", image, "--", "true", tmp_path=tmp_path)
     assert plain.returncode == EXIT_TOOL
@@ -222,60 +238,99 @@ def test_refused_before_anything_starts(image: str, tmp_path: Path):
     assert missing.report is None and containers() == []
 
 
-def test_docker_where_a_daemon_answers(tmp_path: Path):
-    """Docker's daemon makes the container: it lands in the run only where one absolute
-    --cgroup-parent names the run's group in every hierarchy; elsewhere exit 125."""
-    docker = probe_docker()
-    if not docker.usable:
-        pytest.skip(f"DOCKER NOT TESTED: {docker.reason}")
-    tarball = tmp_path / "rootfs.tar"
+@pytest.fixture(scope="module")
+def docker_env() -> Iterator[dict[str, str]]:
+    """A Docker daemon to test against: the machine's, or one started for these tests
+    (cgroupfs driver, no network set-up, its state in a temporary directory) and stopped
+    after them; skipped, saying why, where neither can be had."""
+    if probe_docker().usable:
+        yield {}
+        return
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        pytest.skip("DOCKER NOT TESTED: no daemon answers and dockerd is not installed")
+    state = Path(tempfile.mkdtemp(prefix="tiered-run-test-dockerd-"))
+    env = {"DOCKER_HOST": f"unix://{state}/docker.sock"}
+    made_run_dir = not Path("/run/docker").exists()
+    daemon = subprocess.Popen(
+        [
+            dockerd, "--data-root", f"{state}/data", "--exec-root", f"{state}/exec",
+            "--host", env["DOCKER_HOST"], "--pidfile", f"{state}/docker.pid",
+            "--iptables=false", "--ip6tables=false", "--bridge=none",
+            "--exec-opt", "native.cgroupdriver=cgroupfs",
+        ],
+        stdout=subprocess.DEVNULL, stderr=(state / "log").open("wb"),
+    )  # fmt: skip
+    try:
+        answered = wait_for(
+            lambda: probe_docker_at(env) == "cgroupfs" or daemon.poll() is not None, within=30
+        )
+        if not answered or daemon.poll() is not None:
+            log = (state / "log").read_text(errors="replace").strip().splitlines()[-3:]
+            pytest.skip(f"DOCKER NOT TESTED: dockerd did not start here: {' | '.join(log)}")
+        yield env
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        shutil.rmtree(state, ignore_errors=True)
+        if made_run_dir:  # dockerd makes /run/docker/plugins whatever its exec-root
+            for leftover in (Path("/run/docker/plugins"), Path("/run/docker")):
+                with contextlib.suppress(OSError):
+                    leftover.rmdir()
+
+
+def probe_docker_at(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        ["docker", "info", "--format", "{{.CgroupDriver}}"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=False, timeout=10,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_docker_places_the_container_in_the_run_or_refuses_where_it_cannot(
+    docker_env: dict[str, str], tmp_path: Path
+):
+    """dockerd makes the container: it lands in the run only where one absolute
+    --cgroup-parent names the run's group in every hierarchy; elsewhere exit 125 and
+    nothing starts."""
+    docker = {**os.environ, **docker_env}
     root = tmp_path / "rootfs"
     (root / "bin").mkdir(parents=True)
     assert BUSYBOX is not None
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    (root / "bin" / "sh").symlink_to("busybox")
     (root / "bin" / "cat").symlink_to("busybox")
+    tarball = tmp_path / "rootfs.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(root, arcname=".")
     name = f"tiered-run-test-{uuid.uuid4().hex[:8]}:1"
-    subprocess.run(["docker", "import", str(tarball), name], check=True, capture_output=True)
+    imported = subprocess.run(
+        ["docker", "import", str(tarball), name], env=docker, capture_output=True, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
     try:
         result = run_cli(
             "--runtime", "docker", "--container", name, "--", "/bin/cat", "/proc/self/cgroup",
-            tmp_path=tmp_path, text=True,
+            tmp_path=tmp_path, text=True, env=docker_env,
         )  # fmt: skip
+        listed = subprocess.run(
+            ["docker", "ps", "--all", "--quiet"], env=docker, capture_output=True, text=True
+        )
     finally:
-        subprocess.run(["docker", "rmi", "--force", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", "--force", name], env=docker, capture_output=True)
+    assert listed.stdout == ""
     if result.returncode == EXIT_TOOL:
-        assert "differs between hierarchies" in result.stderr
+        assert "the run's cgroup is not at one path in every hierarchy" in result.stderr
+        assert result.stderr.count("\n") == 1 and result.report is None
         return
     assert result.returncode == 0, result.stderr
     run_id = result.report["run_id"]
-    assert all(f"tiered-run-{run_id}" in line for line in result.stdout.splitlines() if line)
-
-
-def test_docker_refused_without_a_usable_daemon(tmp_path: Path, image: str):
-    docker = probe_docker()
-    if docker.usable:
-        pytest.skip("a Docker daemon with the cgroupfs driver answers here")
-    result = run_cli("--runtime", "docker", "--container", image, "--", "true", tmp_path=tmp_path)
-    assert result.returncode == EXIT_TOOL
-    assert result.stderr.startswith("tiered-run: error: --runtime docker: ")
-    assert result.stderr.count("\n") == 1 and result.report is None
-
-
-def test_shared_memory_left_at_a_memory_kill_goes_with_a_private_tmp(tmp_path: Path):
-    """/dev/shm is charged to the run as memory and outlives its killed writer; in the
-    run's own /dev/shm it goes with the run."""
-    marker = f"tiered-run-test-{uuid.uuid4().hex[:8]}"
-    result = run_cli(
-        "--private-tmp", "--memory", "200M", "--timeout", "30", "--",
-        "dd", "if=/dev/zero", f"of=/dev/shm/{marker}", "bs=1M", "count=400",
-        tmp_path=tmp_path,
-    )  # fmt: skip
-    assert result.report["outcome"] == "memory", result.stderr
-    assert result.returncode == EXIT_MEMORY
-    assert not Path("/dev/shm", marker).exists()
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines and all(f"tiered-run-{run_id}/" in line for line in lines), lines
+    assert cgroups_named(run_id) == []
 
 
 def test_a_container_whose_tiered_run_and_watchdog_died_is_removed_at_the_next_start(
@@ -327,3 +382,13 @@ def test_a_container_that_outlives_its_client_is_killed_and_removed(image: str, 
     assert data["outcome"] == "signal"
     assert data["leftover_killed"] >= 2  # conmon, the container's sleep
     nothing_left(data["run_id"])
+
+
+def test_docker_without_a_daemon_is_refused_before_anything_starts(image: str, tmp_path: Path):
+    result = run_cli(
+        "--runtime", "docker", "--container", image, "--", "true",
+        tmp_path=tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )  # fmt: skip
+    assert result.returncode == EXIT_TOOL
+    assert result.stderr.startswith("tiered-run: error: --runtime docker: the Docker daemon")
+    assert result.stderr.count("\n") == 1 and result.report is None

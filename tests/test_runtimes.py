@@ -105,3 +105,49 @@ def test_doctor_names_an_unusable_runtime_and_its_fix():
     found = _finding(make_facts(runtimes=(probe,)), "containers.runtime.docker")
     assert "not usable: the Docker daemon uses the systemd" in found.summary
     assert "exit 125" in found.consequence
+
+
+def _fake_mounts(root: Path) -> list:
+    from tiered_run.backends.cgroupfs import Mount
+
+    return [
+        Mount(root / "cpuset", 1, frozenset({"cpuset"})),
+        Mount(root / "memory", 1, frozenset({"memory"})),
+        Mount(root / "pids", 1, frozenset({"pids"})),
+        Mount(root / "devices", 1, frozenset({"devices"})),
+        Mount(root / "unified", 2, frozenset()),
+    ]
+
+
+def test_docker_parent_names_the_run_where_it_is_one_path_everywhere(tmp_path):
+    from tiered_run.engine.container import docker_parent
+
+    mounts = _fake_mounts(tmp_path)
+    for mount in mounts[:3] + mounts[4:]:  # devices: the run has no group there
+        (mount.path / "ci/tiered-run-p1-x").mkdir(parents=True)
+    anchor = tmp_path / "memory/ci/tiered-run-p1-x"
+    assert docker_parent(anchor, mounts) == "/ci/tiered-run-p1-x"
+
+
+def test_docker_parent_refuses_a_run_at_different_paths(tmp_path):
+    from tiered_run.engine.container import docker_parent
+    from tiered_run.errors import BackendError
+
+    mounts = _fake_mounts(tmp_path)
+    (tmp_path / "memory/job/tiered-run-p1-x").mkdir(parents=True)  # a memory group of its own
+    for name in ("cpuset", "pids", "unified"):
+        (tmp_path / name / "tiered-run-p1-x").mkdir(parents=True)
+    with pytest.raises(BackendError, match="not at one path in every hierarchy"):
+        docker_parent(tmp_path / "memory/job/tiered-run-p1-x", mounts)
+
+
+def test_podman_parent_for_hybrid_pure_v1_and_pure_v2(tmp_path):
+    from tiered_run.backends.cgroupfs import Mount
+    from tiered_run.engine.container import cgroup_parent
+
+    hybrid = _fake_mounts(tmp_path)
+    run = tmp_path / "unified/a/tiered-run-p1-x"
+    assert cgroup_parent(run, hybrid) == "a/tiered-run-p1-x"  # runc: from cgroup2's root
+    assert cgroup_parent(None, hybrid[:4]) == "."  # v1: below the client's own groups
+    v2 = [Mount(tmp_path / "unified", 2, frozenset())]
+    assert cgroup_parent(run, v2) == "tiered-run-p1-x"  # runc: from its own group's parent

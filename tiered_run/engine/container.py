@@ -28,7 +28,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiered_run.backends.cgroupfs import PREFIX, own_cgroups, parse_proc_cgroup, system_mounts
+from tiered_run.backends.cgroupfs import (
+    PREFIX,
+    Mount,
+    own_cgroups,
+    parse_proc_cgroup,
+    system_mounts,
+)
 from tiered_run.errors import BackendError
 from tiered_run.host.processes import is_alive
 from tiered_run.inputs.units import format_cpus
@@ -49,14 +55,27 @@ class ContainerRun:
     parent: str  # --cgroup-parent
     scratch: Path  # a private directory for the cidfile
     client_cgroups: dict[str, str] = field(default_factory=dict)
+    existing: frozenset[Path] = frozenset()  # docker: the groups on its parent's path before
 
     @classmethod
-    def prepare(cls, spec: ContainerSpec, run_id: str, unified: Path | None) -> ContainerRun:
-        """After the run's cgroups exist; `unified` is the run's cgroup2 directory."""
+    def prepare(
+        cls, spec: ContainerSpec, run_id: str, unified: Path | None, anchor: Path | None
+    ) -> ContainerRun:
+        """After the run's cgroups exist; `unified` is the run's cgroup2 directory, `anchor`
+        its main group (the memory controller's on v1)."""
         name = PREFIX + run_id
-        parent = cgroup_parent(spec.runtime, name, unified)
+        mounts = system_mounts()
+        if spec.runtime is Runtime.DOCKER:
+            parent = docker_parent(anchor, mounts)
+        else:
+            parent = cgroup_parent(unified, mounts)
         scratch = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-        return cls(spec, name, parent, scratch)
+        run = cls(spec, name, parent, scratch)
+        if spec.runtime is Runtime.DOCKER:  # the run's own groups, which the backend removes
+            run.existing = frozenset(
+                path for m in mounts for path in _chain(m.path, parent) if path.is_dir()
+            )
+        return run
 
     @property
     def cidfile(self) -> Path:
@@ -123,30 +142,30 @@ class ContainerRun:
         return text if text.isalnum() else None
 
     def _remove_cgroups(self, cid: str) -> list[str]:
-        """What the runtime made in every v1 hierarchy, deepest first, only while empty:
-        podman's runc `<client's group>/<parent>/libpod-<id>` and the parents on the way;
-        dockerd's `<parent>/<id>`, and the run's name in hierarchies the run has no group
-        in (the backend removes its own)."""
+        """What the runtime made in the hierarchies, deepest first, only while empty:
+        podman's runc `<client's group>/<parent>/libpod-<id>` of every v1 hierarchy and the
+        parents on the way; dockerd's `<parent>/<id>`, and the groups on the way that were
+        not there before (in hierarchies the run has no group of its own in)."""
         try:
             mounts = system_mounts()
         except OSError:
             return []
-        ours = own_cgroups()
-        client = self.client_cgroups or ours
+        client = self.client_cgroups or own_cgroups()
         leftovers = []
         for mount in mounts:
+            if self.spec.runtime is Runtime.DOCKER:
+                made = [p for p in _chain(mount.path, self.parent) if p not in self.existing]
+                leftovers += _rmdir_chain([*made, mount.path / self.parent.lstrip("/") / cid])
+                continue
             if mount.version != 1 or not mount.controllers:
                 continue
-            key = sorted(mount.controllers)[0]
-            if key not in client or key not in ours:
+            rel = client.get(sorted(mount.controllers)[0])
+            if rel is None:
                 continue
-            if self.spec.runtime is Runtime.PODMAN:
-                base = mount.path / client[key].lstrip("/")
-                chain = [*_chain(base, self.parent), base / self.parent / f"libpod-{cid}"]
-            else:
-                group = mount.path / ours[key].lstrip("/") / self.name
-                chain = [group, group / cid] if client[key] == ours[key] else [group / cid]
-            leftovers += _rmdir_chain(chain)
+            base = mount.path / rel.lstrip("/")
+            leftovers += _rmdir_chain(
+                [*_chain(base, self.parent), base / self.parent / f"libpod-{cid}"]
+            )
         return leftovers
 
 
@@ -199,14 +218,11 @@ def _chain(base: Path, parent: str) -> list[Path]:
     return paths
 
 
-def cgroup_parent(runtime: Runtime, name: str, unified: Path | None) -> str:
-    """`--cgroup-parent` that puts the container in the run's cgroups, for a client that
-    runs in them (see the module's docstring for how runc reads a relative one)."""
-    mounts = system_mounts()
+def cgroup_parent(unified: Path | None, mounts: list[Mount]) -> str:
+    """podman's `--cgroup-parent` that puts the container in the run's cgroups, for a client
+    that runs in them (see the module's docstring for how runc reads a relative one)."""
     v1 = any(m.version == 1 and m.controllers - {"name=systemd"} for m in mounts)
     cgroup2 = next((m for m in mounts if m.version == 2), None)
-    if runtime is Runtime.DOCKER:
-        return _docker_parent(name)
     if unified is None or cgroup2 is None:
         if v1:
             return "."  # below the client's own group in every hierarchy: the run's
@@ -216,18 +232,34 @@ def cgroup_parent(runtime: Runtime, name: str, unified: Path | None) -> str:
     return unified.name  # pure v2: runc starts from the parent of its own group
 
 
-def _docker_parent(name: str) -> str:
-    """The daemon is outside the run: an absolute parent must name the run's group, the
-    same path in every hierarchy. Where tiered-run's own groups differ between hierarchies
-    (a memory group of its own, as a job manager makes), no one path can."""
-    own = {path for key, path in own_cgroups().items() if not key.startswith("name=")}
-    if len(own) != 1:
-        raise BackendError(
-            "--runtime docker: tiered-run's own cgroup differs between hierarchies "
-            f"({', '.join(sorted(own))}), so no --cgroup-parent names the run's in all of "
-            "them; use --runtime podman"
-        )
-    return f"{own.pop().rstrip('/')}/{name}"
+# The hierarchies whose run group must hold a container: the ceilings, the count, the kill.
+HELD = frozenset({"cpuset", "memory", "pids", "freezer", "cpuacct"})
+
+
+def docker_parent(anchor: Path | None, mounts: list[Mount]) -> str:
+    """dockerd is outside the run: its absolute `--cgroup-parent` is one path below every
+    hierarchy's root, so the run's group must be at that same path in every hierarchy that
+    holds it (and in cgroup2, which kills it). Where tiered-run's own groups differ (a
+    memory group of its own, as a job manager makes), no one path names the run's."""
+    home = next((m for m in mounts if anchor is not None and anchor.is_relative_to(m.path)), None)
+    if anchor is None or home is None:
+        raise BackendError("--runtime docker needs the run's cgroups; this backend has none")
+    rel = anchor.relative_to(home.path)
+    missing = [
+        str(m.path)
+        for m in mounts
+        if (m.version == 2 or m.controllers & HELD) and not (m.path / rel).is_dir()
+    ]
+    if missing:
+        raise BackendError(docker_refusal(f"/{rel} is not the run's group in {missing[0]}"))
+    return f"/{rel}"
+
+
+def docker_refusal(why: str) -> str:
+    return (
+        f"--runtime docker: the run's cgroup is not at one path in every hierarchy ({why}), "
+        "so dockerd cannot be told to place the container in it; use --runtime podman"
+    )
 
 
 def _ulimits(runtime: Runtime) -> list[str]:

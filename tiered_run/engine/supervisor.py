@@ -194,7 +194,7 @@ class Supervisor:
             backend.create(self.run_id, spec.limits)
             if spec.container is not None:
                 self._container = ContainerRun.prepare(
-                    spec.container, self.run_id, backend.unified_path()
+                    spec.container, self.run_id, backend.unified_path(), backend.cgroup_path()
                 )
             # After create: a backend may have moved tiered-run into a leaf cgroup first.
             sentinel = Sentinel(backend, self._container.remove if self._container else None)

@@ -14,7 +14,14 @@ from tiered_run.inputs.config import Config
 from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.inputs.settings import LIMITS, Setting, Where, term, with_settings
 from tiered_run.inputs.units import MAX_INTERVAL
-from tiered_run.model.spec import ContainerSpec, Limits, Privileges, RunSpec, UserSpec
+from tiered_run.model.spec import (
+    ContainerSpec,
+    Limits,
+    Privileges,
+    RunSpec,
+    Runtime,
+    UserSpec,
+)
 from tiered_run.policy.tiers import (
     check_protected,
     protected_tiers,
@@ -137,8 +144,9 @@ def _container(options: RunOptions, user: UserSpec | None, private_tmp: bool) ->
     """--container: a runtime that can put the container in the run's cgroups, with a
     backend that has cgroups to put it in; refused before anything starts otherwise."""
     from tiered_run.backends import choose
-    from tiered_run.backends.cgroupfs import system_mounts
+    from tiered_run.backends.cgroupfs import own_cgroups, system_mounts
     from tiered_run.backends.plain import PlainBackend
+    from tiered_run.backends.systemd import SystemdBackend
     from tiered_run.host.runtimes import select_runtime
 
     flag = term("container", options.from_file)
@@ -152,6 +160,17 @@ def _container(options: RunOptions, user: UserSpec | None, private_tmp: bool) ->
     probe, reason = select_runtime(options.runtime, v1)
     if probe is None or probe.binary is None:
         raise UsageError(reason, key=term("runtime", options.from_file))
+    if probe.runtime is Runtime.DOCKER and choose(options.backend).backend is not SystemdBackend:
+        # Runs go below tiered-run's own groups: where those differ, so will the run's.
+        from tiered_run.engine.container import HELD, docker_refusal
+
+        own = own_cgroups()
+        paths = sorted({own[key] for key in (*HELD, "") if key in own})
+        if len(paths) > 1:
+            raise UsageError(
+                docker_refusal(f"tiered-run's own is at {', '.join(paths)}"),
+                key=term("runtime", options.from_file),
+            )
     return ContainerSpec(
         image=options.container,
         runtime=probe.runtime,
