@@ -14,6 +14,9 @@ from tiered_run.model.spec import Limits, Runtime
 AREA = "containers"
 _CLIENT = {"dockerd": "docker", "containerd": "nerdctl", "podman": "podman"}
 MiB = 1024**2
+# The hierarchies whose run group holds a container (and cgroup2's, which kills it): a
+# Docker daemon's one --cgroup-parent must name the run's group in each.
+_HELD = frozenset({"cpuset", "memory", "pids", "freezer", "cpuacct", ""})
 
 
 def container_findings(
@@ -164,10 +167,10 @@ def runtime_findings(facts: Facts) -> list[Finding]:
                 "--cgroup-parent) are all in the run's cgroups, under its ceilings and its kill"
             )
         else:
-            same = {path for key, path in facts.cgroups.own.items() if "=" not in key}
+            same = {path for key, path in facts.cgroups.own.items() if key in _HELD}
             landing = (
                 "its container lands inside the run: --cgroup-parent names the run's group"
-                if len(same) == 1
+                if len(same) == 1 or facts.auto == "systemd"
                 else "but tiered-run's own cgroup differs between hierarchies "
                 f"({', '.join(sorted(same))}): no --cgroup-parent names the run's, so "
                 "--runtime docker is refused here"
