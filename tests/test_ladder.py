@@ -210,7 +210,10 @@ pressure_max = 80.5
 on_load = "warn"
 cwd = "."
 env = {{ LANG = "C" }}
+private_tmp = false
 """
+# A container needs a runtime on the machine: tests/test_container.py runs one.
+CONTAINER_KEYS = {"container", "runtime", "network", "mount_cwd"}
 
 
 def test_every_key_the_format_accepts_works(tmp_path):
@@ -222,9 +225,10 @@ def test_every_key_the_format_accepts_works(tmp_path):
     text = EVERY_KEY.format(defaults=values)
     data = __import__("tomllib").loads(text)
     assert set(data) == TOP_KEYS
-    assert set(data["defaults"]) == DEFAULT_KEYS - {"user"}  # user needs root: tested apart
+    # user needs root, a container a runtime: tested apart
+    assert set(data["defaults"]) == DEFAULT_KEYS - {"user", *CONTAINER_KEYS}
     assert set(data["settle"]) == SETTLE_KEYS
-    assert set(data["step"][0]) == STEP_KEYS - {"user"}
+    assert set(data["step"][0]) == STEP_KEYS - {"user", *CONTAINER_KEYS}
     ladder = load_ladder(write(tmp_path, text))
     (spec,) = plan_ladder(ladder, load_config(this_machine(), None), this_machine())
     assert (spec.limits.cpu_weight, spec.limits.io_weight) == (100, 200)

@@ -166,6 +166,11 @@ class Backend(ABC):
         None where nothing is announced, and the monitor samples at its interval."""
         return None
 
+    def unified_path(self) -> Path | None:
+        """The run's directory in the cgroup2 hierarchy (hybrid or pure v2), where a
+        container runtime is told to nest the container; None without one."""
+        return None
+
     # -- runs whose tiered-run died ---------------------------------------------------------
 
     def stale_parents(self) -> list[Path]:

@@ -29,6 +29,7 @@ from tiered_run.backends.cgroupfs import (
     CgroupDir,
     Mount,
     kill_until_empty,
+    nested_refusals,
     own_cgroups,
     own_dir,
     system_mounts,
@@ -135,6 +136,7 @@ class Cgroup1Backend(Backend):
         self._dirs: dict[str, CgroupDir] = {}
         self._owned: list[Owned] = []
         self._counters: dict[str, HeldFiles] | None = None
+        self._nested_refused: dict[Path, int] = {}
         self._kill_file = False
         self._ancestors = oom.Ancestors(oom.v1_failcnt, oom.v1_limit, owned_above)
         self._oom_events: oom.OomEvents | None = None
@@ -179,6 +181,10 @@ class Cgroup1Backend(Backend):
 
     def news(self) -> KernelNews | None:
         return news_v1(self._dirs["memory"].path) if "memory" in self._dirs else None
+
+    def unified_path(self) -> Path | None:
+        group = self._dirs.get("unified")
+        return group.path if group is not None else None
 
     def create(self, run_id: str, limits: Limits) -> None:
         name = PREFIX + run_id
@@ -262,6 +268,13 @@ class Cgroup1Backend(Backend):
 
     # -- observation ----------------------------------------------------------------------
 
+    def _refused_below(self) -> int:
+        """Forks the run's ceiling refused to processes in nested groups (a container's):
+        the highest count seen of each group, kept after the group is gone."""
+        for group, count in nested_refusals(self._dirs["pids"].path).items():
+            self._nested_refused[group] = max(count, self._nested_refused.get(group, 0))
+        return sum(self._nested_refused.values())
+
     def sample(self) -> Usage:
         if self._counters is None:
             self._counters = {
@@ -281,7 +294,7 @@ class Cgroup1Backend(Backend):
             tasks_peak=pids.int("pids.peak"),
             cpu_s=sum(percpu) / 1e9,  # cpuacct.usage is this same sum
             cpus_used=frozenset(cpu for cpu, ns in enumerate(percpu) if ns > 0),
-            tasks_refused=pids.keyed("pids.events").get("max", 0),
+            tasks_refused=pids.keyed("pids.events").get("max", 0) + self._refused_below(),
             oom_kills=killed.kills,
             oom_site=killed.site,
             oom_ceiling=killed.ceiling,

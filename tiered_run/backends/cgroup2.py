@@ -234,6 +234,9 @@ class Cgroup2Backend(Backend):
     def news(self) -> KernelNews | None:
         return news_v2(self._dir.path, self._controllers) if self._dir is not None else None
 
+    def unified_path(self) -> Path | None:
+        return self.path
+
     def create(self, run_id: str, limits: Limits) -> None:
         parent = CgroupDir(self.parent)
         self._controllers = delegate(parent)

@@ -207,3 +207,25 @@ def kill_until_empty(group: CgroupDir, via_kill_file: bool, deadline_s: float = 
         if time.monotonic() > deadline:
             raise CleanupError(group.path, "empty", None, "processes survived SIGKILL")
         time.sleep(0.005)
+
+
+def nested_refusals(top: Path) -> dict[Path, int]:
+    """Forks refused in each group below `top` that has no task ceiling of its own.
+
+    cgroup v1 counts a refused fork in pids.events of the forking task's group, not of the
+    group whose ceiling refused it: a fork refused at the run's ceiling inside a container's
+    group (or any group a workload made) shows only there, and goes when that group is
+    removed, so callers keep the highest count they saw of each. A group with a pids.max of
+    its own is left out: a refusal there may be the workload's own ceiling, not the run's."""
+    found = {}
+    for root, _, _ in os.walk(top):
+        group = Path(root)
+        if group == top:
+            continue
+        try:
+            if (group / "pids.max").read_text().strip() != "max":
+                continue
+            found[group] = parse_keyed((group / "pids.events").read_text()).get("max", 0)
+        except (OSError, ValueError):
+            continue  # removed meanwhile
+    return found

@@ -169,6 +169,9 @@ class SystemdBackend(Backend):
     def cgroup_path(self) -> Path | None:
         return self._view.cgroup_path() if self._view is not None else None
 
+    def unified_path(self) -> Path | None:
+        return self._view.unified_path() if self._view is not None else None
+
     def _wait_for_scope(self) -> dict[str, str]:
         """The placeholder's cgroups once the scope is complete: systemd-run only execs the
         placeholder after systemd has finished moving it into every hierarchy."""

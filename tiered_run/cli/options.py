@@ -87,6 +87,9 @@ def _setting_option(setting: Setting) -> Decorator:
     with the default, its converter as the type. Not given, it is None: the tier's value
     or the table's default applies later, where the merge is."""
     help_text = setting.help
+    if setting.switch:
+        stem = setting.flag.removeprefix("--")
+        return click.option(f"--{stem}/--no-{stem}", setting.name, default=None, help=help_text)
     if setting.default is not None and setting.default not in ((), "") and not setting.multiple:
         help_text += f" [{shown(setting, setting.default)}]"
     return click.option(

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 from tiered_run.backends.base import Backend
-from tiered_run.engine.privileges import restrict
+from tiered_run.engine.privileges import private_tmp, restrict
 from tiered_run.errors import SpawnError
 from tiered_run.host import signals, stdio
 from tiered_run.model.spec import RunSpec, UserSpec
@@ -59,6 +59,8 @@ def spawn(
             signals.restore_in_child()
             backend.attach()
             os.sched_setaffinity(0, spec.limits.cpus)
+            if spec.private_tmp:
+                private_tmp()
             restrict(spec.privileges)
             if spec.limits.nice is not None:
                 os.setpriority(os.PRIO_PROCESS, 0, spec.limits.nice)

@@ -69,11 +69,13 @@ class Monitor:
         wait: Wait = threading.Event.wait,
         before_kill: Callable[[threading.Event], BeforeKill] | None = None,
         on_sample: Callable[[TimelinePoint], None] | None = None,
+        every_sample: bool = False,
     ) -> None:
         """`before_kill`: what to run at a ceiling's breach before the first ending signal
         (`engine.before_kill`), given the event that a hurried end sets. `on_sample` gets
         every sample as taken, at full resolution (the timeline is thinned); like
-        `on_event` it must only hand the sample on (a queue, a list), never block."""
+        `on_event` it must only hand the sample on (a queue, a list), never block.
+        `every_sample`: keep the interval while steady too (policy.cadence)."""
         self._backend = backend
         self._limits = limits
         self._interval = interval
@@ -82,6 +84,7 @@ class Monitor:
         self._on_event = on_event
         self._before_kill = before_kill
         self._on_sample = on_sample
+        self._every_sample = every_sample
         self._looked: BeforeKill | None = None
         self._clock = clock
         self._wait = wait
@@ -121,16 +124,12 @@ class Monitor:
     def start(self, main_pid: int) -> None:
         """Start sampling; the clock has run since construction, just before the spawn."""
         self._main_pid = main_pid
-        news = self._backend.news()
-        if news:
-            self._waker = Waker(news, self._wake)
-        elif news is not None:
-            news.close()
+        self._waker = Waker.started(self._backend.news(), self._wake)
         self._may_stretch = stretch_allowed(
             self._limits,
             self._backend.capabilities,
             announced=self._waker is not None,
-            watched=self._on_sample is not None,
+            watched=self._on_sample is not None or self._every_sample,
         )
         self._thread.start()
 

@@ -47,6 +47,7 @@ PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_SLAVE = 1, 32, 4096, 16384, 1 << 19
+MS_NOSUID, MS_NODEV = 2, 4
 _MOUNT_OPTION_FLAGS = {
     "nosuid": 2,
     "nodev": 4,
@@ -211,6 +212,20 @@ def restrict(privileges: Privileges) -> None:
         )
     if privileges.no_new_privileges:
         _check(_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "setting no_new_privs")
+
+
+def private_tmp() -> None:
+    """A mount namespace of our own with fresh tmpfs on /tmp and /dev/shm: what the workload
+    leaves there (shared memory is charged to the run as memory, and outlives a killed
+    writer) goes away with the namespace, that is with the run's last process. Mounts
+    become slaves first, so nothing done here reaches the host."""
+    _check(_unshare(CLONE_NEWNS), "creating a mount namespace")
+    _check(_mount(None, b"/", None, MS_REC | MS_SLAVE, None), "making mounts private")
+    for point in (b"/tmp", b"/dev/shm"):
+        _check(
+            _mount(b"tmpfs", point, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777"),
+            f"mounting a private {point.decode()}",
+        )
 
 
 def _read_only_cgroups() -> None:

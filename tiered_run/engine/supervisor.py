@@ -53,6 +53,7 @@ from tiered_run.policy.breaches import Breach, kernel_enforced, not_enforced
 from tiered_run.policy.exit_codes import EXIT_TOOL, exit_code_for, signal_exit
 
 if TYPE_CHECKING:
+    from tiered_run.engine.container import ContainerRun
     from tiered_run.engine.tee import Tee
 
 # Signals a terminal sends to its whole foreground process group.
@@ -108,6 +109,7 @@ class Supervisor:
         self._terminal: Terminal | None = None
         self._main_pid: int | None = None
         self._held = signals.Held()  # during the spawn: the main pid is not known yet
+        self._container: ContainerRun | None = None
 
     # -- signals to tiered-run --------------------------------------------------------------
 
@@ -185,6 +187,10 @@ class Supervisor:
         spec, backend = self.spec, self.backend
         log_fd = open_log(spec.log) if spec.log is not None else None
         backend.cleanup_stale()  # what runs whose tiered-run died left behind; never fails
+        if spec.container is not None:
+            from tiered_run.engine.container import ContainerRun, sweep_stale
+
+            sweep_stale(spec.container, backend.stale_parents())
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         tee = _tee(log_fd) if log_fd is not None else None
         host = HostReader()
@@ -192,8 +198,10 @@ class Supervisor:
         self._terminal = Terminal.controlling()
         try:
             backend.create(self.run_id, spec.limits)
+            if spec.container is not None:
+                self._container = ContainerRun.prepare(spec.container, self.run_id, backend)
             # After create: a backend may have moved tiered-run into a leaf cgroup first.
-            sentinel = Sentinel(backend)
+            sentinel = Sentinel(backend, self._container.remove if self._container else None)
             backend.report_tree(sentinel.track)
             # After the watchdog forked: it must not become one of our orphans.
             set_child_subreaper(True)
@@ -206,6 +214,9 @@ class Supervisor:
                 self.on_event,
                 before_kill=self._look if spec.before_kill else None,
                 on_sample=self.on_sample,
+                # A container's runtime makes groups below the run and removes them before
+                # tiered-run does: on cgroup v1 the forks refused there are counted only there.
+                every_sample=spec.container is not None,
             )
             with StopWithTree(self._stop_tree, self._continue_tree):
                 end, accounting = self._supervise(monitor, tee, sentinel)
@@ -227,10 +238,14 @@ class Supervisor:
             message = f"tiered-run received {pending.name} before the start"
             return _End(Outcome.INTERRUPTED, message, signal_exit(pending.signum)), monitor.finish()
         pre_exec = own_resident_bytes()
+        launched = self._container.launched(spec) if self._container is not None else spec
         self._held.hold()
         try:
             child = spawn(
-                spec, backend, tee.child_fds if tee else None, own_session=self._terminal is None
+                launched,
+                backend,
+                tee.child_fds if tee else None,
+                own_session=self._terminal is None,
             )
         except SpawnError as err:
             return _End(Outcome.ERROR, str(err), err.exit_code), monitor.finish()
@@ -245,6 +260,8 @@ class Supervisor:
             child.popen.kill()
             child.popen.wait()
             raise
+        if self._container is not None:
+            self._container.started(child.pid)
         monitor.start(child.pid)
         self._monitor = monitor
         if not _tell(sentinel.watch, child.pid):
@@ -296,6 +313,8 @@ class Supervisor:
             self.warnings.append(f"cleanup: {err}")
         if tee is not None:
             tee.close()
+        if self._container is not None:
+            self.warnings.extend(self._container.remove())
         try:
             backend.remove()
         except BackendError as err:
@@ -335,12 +354,13 @@ class Supervisor:
             # message is a detail that needs its outcome in front to stand alone.
             message = f"{end.outcome.value}: {message}"
         memory = peaks.memory or None
+        reason = self.backend_reason + (self._container.reason if self._container else "")
         return RunReport(
             run_id=self.run_id,
             command=spec.command,
             tier=spec.tier,
             backend=self.backend.name,
-            backend_reason=self.backend_reason,
+            backend_reason=reason,
             outcome=end.outcome,
             exit_code=end.exit_code,
             returncode=end.returncode,

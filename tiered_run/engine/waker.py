@@ -19,6 +19,15 @@ class Waker:
         self._thread = threading.Thread(target=self._run, name="tiered-run-news", daemon=True)
         self._thread.start()
 
+    @classmethod
+    def started(cls, news: KernelNews | None, wake: threading.Event) -> Waker | None:
+        """A waker on `news`; None (and `news` closed) where there is nothing to wait on."""
+        if news:
+            return cls(news, wake)
+        if news is not None:
+            news.close()
+        return None
+
     def _run(self) -> None:
         try:
             while self._news.wait(self._stop_read):

@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from tiered_run.backends.base import Backend
 from tiered_run.host.processes import start_ticks
@@ -36,13 +37,15 @@ _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal
 
 
 class Sentinel:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, after_kill: Callable[[], object] | None = None) -> None:
+        """`after_kill`: what the watchdog does once it has killed the tree of a tiered-run
+        that died, before the cgroups go (removing the run's container)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         owner = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked watchdog
             try:
-                _watch(theirs.fileno(), owner, backend)
+                _watch(theirs.fileno(), owner, backend, after_kill)
             finally:
                 os._exit(0)
         theirs.close()
@@ -117,7 +120,9 @@ def _kill_listed(tree: bytes) -> None:  # pragma: no cover - forked child
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def _watch(fd: int, owner: int, backend: Backend) -> None:  # pragma: no cover - forked child
+def _watch(  # pragma: no cover - forked child
+    fd: int, owner: int, backend: Backend, after_kill: Callable[[], object] | None
+) -> None:
     os.setsid()
     for sig in _IGNORED:
         signal.signal(sig, signal.SIG_IGN)
@@ -147,4 +152,7 @@ def _watch(fd: int, owner: int, backend: Backend) -> None:  # pragma: no cover -
     deadline = time.monotonic() + OWNER_EXIT_WAIT_S
     while os.getppid() == owner and time.monotonic() < deadline:
         time.sleep(0.002)
+    if after_kill is not None:
+        with contextlib.suppress(Exception):
+            after_kill()
     backend.cleanup_stale()

@@ -23,7 +23,11 @@ from tiered_run.model.spec import RunSpec
 MiB = 1024**2
 
 # Settings of a run that are not about the workload itself: how tiered-run watches it.
-_OWN = frozenset({"tier", "backend", "interval", "preserve_env"})
+# How tiered-run itself runs the workload; a container export names its image (--image)
+# and has no network of its own anyway.
+_OWN = frozenset(
+    {"tier", "backend", "interval", "preserve_env", "container", "runtime", "network", "mount_cwd"}
+)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ from tiered_run.inputs.config import Config
 from tiered_run.inputs.identity import check_variable_names, login_environment, resolve_user
 from tiered_run.inputs.settings import LIMITS, Setting, Where, term, with_settings
 from tiered_run.inputs.units import MAX_INTERVAL
-from tiered_run.model.spec import Limits, Privileges, RunSpec, UserSpec
+from tiered_run.model.spec import (
+    ContainerSpec,
+    Limits,
+    Privileges,
+    RunSpec,
+    Runtime,
+    UserSpec,
+)
 from tiered_run.policy.tiers import (
     check_protected,
     protected_tiers,
@@ -95,6 +102,25 @@ def plan_run(
         if (problem := unsupported_reason(privileges)) is not None:
             raise UsageError(problem)
     protected = sorted(owners)
+    private_tmp = bool(options.private_tmp if options.private_tmp is not None else tier.private_tmp)
+    if private_tmp and options.container is None and os.geteuid() != 0:
+        raise UsageError(
+            f"{term('private_tmp', options.from_file)} needs root (it mounts a private /tmp "
+            "and /dev/shm in a mount namespace of the workload's); run tiered-run as root or "
+            "drop it",
+            key=term("private_tmp", options.from_file),
+        )
+    container = None
+    if options.container is not None:
+        container = _container(options, user, private_tmp)
+        user, env, private_tmp = None, {**os.environ}, False  # the client runs as we do
+    elif options.runtime != "auto" or options.network or options.mount_cwd is False:
+        raise UsageError(
+            f"{term('runtime', options.from_file)}, {term('network', options.from_file)} and "
+            f"--no-mount-cwd apply to a container; add {term('container', options.from_file)} "
+            "IMAGE or drop them",
+            key=term("container", options.from_file),
+        )
     return RunSpec(
         command=command,
         limits=limits,
@@ -108,7 +134,55 @@ def plan_run(
         protected_cpus=tuple(c for c in protected if c not in limits.cpus),
         privileges=privileges,
         before_kill=options.before_kill or (),
+        container=container,
+        private_tmp=private_tmp,
         warnings=tuple(warning for warning in warnings if warning),
+    )
+
+
+def _container(options: RunOptions, user: UserSpec | None, private_tmp: bool) -> ContainerSpec:
+    """--container: a runtime that can put the container in the run's cgroups, with a
+    backend that has cgroups to put it in; refused before anything starts otherwise."""
+    from tiered_run.backends import choose
+    from tiered_run.backends.cgroupfs import own_cgroups, system_mounts
+    from tiered_run.backends.plain import PlainBackend
+    from tiered_run.backends.systemd import SystemdBackend
+    from tiered_run.host.runtimes import select_runtime
+
+    flag = term("container", options.from_file)
+    if choose(options.backend).backend is PlainBackend:
+        raise UsageError(
+            f"{flag} needs cgroups to hold the container, and the backend here is plain; "
+            "run tiered-run where it can make cgroups (as root; see tiered-run doctor)",
+            key=flag,
+        )
+    v1 = any(m.version == 1 and m.controllers - {"name=systemd"} for m in system_mounts())
+    probe, reason = select_runtime(options.runtime, v1)
+    if probe is None or probe.binary is None:
+        raise UsageError(reason, key=term("runtime", options.from_file))
+    if probe.runtime is Runtime.DOCKER and choose(options.backend).backend is not SystemdBackend:
+        # Runs go below tiered-run's own groups: where those differ, so will the run's.
+        from tiered_run.engine.container import HELD, docker_refusal
+
+        own = own_cgroups()
+        paths = sorted({own[key] for key in (*HELD, "") if key in own})
+        if len(paths) > 1:
+            raise UsageError(
+                docker_refusal(f"tiered-run's own is at {', '.join(paths)}"),
+                key=term("runtime", options.from_file),
+            )
+    return ContainerSpec(
+        image=options.container,
+        runtime=probe.runtime,
+        runtime_reason=reason,
+        binary=probe.binary,
+        oci_runtime=probe.oci_runtime,
+        network=bool(options.network),
+        mount_cwd=options.mount_cwd is not False,
+        env=dict(options.env),
+        user=user,
+        cwd=options.cwd.resolve() if options.cwd is not None else None,
+        private_tmp=private_tmp,
     )
 
 

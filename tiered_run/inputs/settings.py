@@ -80,6 +80,7 @@ class Setting:
     lifts: bool = False  # 0 (`none`, `infinity`) is no ceiling, and lifts the tier's
     kernel: Capability | None = None  # with it, the kernel holds the ceiling
     to_json: Callable[[Any], object] | None = None
+    switch: bool = False  # an on/off flag on the command line: --network/--no-network
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -149,6 +150,18 @@ def _environment(raw: object) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise ValueError('expected a table of strings, e.g. { LANG = "C" }')
     return dict(raw)
+
+
+RUNTIMES = ("auto", "podman", "docker")
+
+
+def _image(raw: object) -> str:
+    """An image reference as the runtime takes it; one that could be read as an option or
+    holds whitespace is refused here, not by the runtime after the run started."""
+    text = _text(raw)
+    if not text or text.startswith("-") or any(c.isspace() or c == "\0" for c in text):
+        raise ValueError(f'expected an image, e.g. "debian:12"; got {raw!r}')
+    return text
 
 
 def _names(raw: object) -> tuple[str, ...]:
@@ -351,6 +364,34 @@ SETTINGS: tuple[Setting, ...] = (
         "env", _environment, Where.RUN | Where.STEP, "KEY=VALUE, repeatable.",
         default=MappingProxyType({}), toml=(dict,), example='{ LANG = "C" }',
         metavar="KEY=VALUE", multiple=True,
+    ),
+    # A container made inside the run's cgroups (engine.container), and the private /tmp
+    # and /dev/shm a run may have without one.
+    Setting(
+        "container", _image, Where.RUN | Where.STEP,
+        "Run COMMAND in a container of IMAGE, inside the run's cgroups and ceilings.",
+        example='"debian:12"', metavar="IMAGE",
+    ),
+    Setting(
+        "runtime", _choice(str, RUNTIMES), Where.RUN | Where.STEP,
+        f"Container runtime for --container: {', '.join(RUNTIMES)}.",
+        default="auto", example='"podman"', metavar="NAME",
+    ),
+    Setting(
+        "network", _boolean, Where.RUN | Where.STEP,
+        "Give the container the host's network (default: none).",
+        default=False, toml=(bool,), example="true", switch=True,
+    ),
+    Setting(
+        "mount_cwd", _boolean, Where.RUN | Where.STEP,
+        "Mount the working directory into the container at the same path.",
+        default=True, toml=(bool,), example="false", switch=True,
+    ),
+    Setting(
+        "private_tmp", _boolean, _RUNS,
+        "A private /tmp and /dev/shm for the workload, gone with the run (also without "
+        "a container).",
+        default=False, toml=(bool,), example="true", switch=True,
     ),
     Setting(
         "before_kill", _hook, Where.RUN,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tiered_run.model.spec import Runtime
 from tiered_run.model.usage import Capability
 
 
@@ -154,6 +155,19 @@ class ContainerEngine:
 
 
 @dataclass(frozen=True)
+class RuntimeProbe:
+    """A container runtime for `--container`: whether a run can use it, why (or why not),
+    and what it told us."""
+
+    runtime: Runtime
+    usable: bool
+    reason: str
+    binary: str | None = None
+    oci_runtime: str | None = None  # podman: the OCI runtime to ask for (runc on cgroup v1)
+    cgroup_driver: str | None = None
+
+
+@dataclass(frozen=True)
 class BackendFacts:
     """What each backend's probe found, and what `--backend auto` chose and why."""
 
@@ -175,6 +189,7 @@ class Facts:
     memory_total: int
     processes: tuple[ProcessFacts, ...] = ()
     engines: tuple[ContainerEngine, ...] = ()
+    runtimes: tuple[RuntimeProbe, ...] = ()  # for --container, podman first
     backends: tuple[BackendFacts, ...] = ()
     auto: str = "plain"  # the backend `auto` picks
     auto_reason: str = ""

@@ -118,6 +118,34 @@ class Privileges:
         return self.no_new_privileges or self.drop_caps
 
 
+class Runtime(enum.Enum):
+    """A container runtime that can place a container inside the run's cgroups."""
+
+    PODMAN = "podman"  # daemonless: the container is made by a child of the run
+    DOCKER = "docker"  # a daemon makes it; with the cgroupfs driver, below --cgroup-parent
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """The workload runs as COMMAND in a container of `image`, made by `runtime` inside the
+    run's cgroups, so the run's ceilings, monitor and kill reach every process of it.
+
+    The tier maps onto it: its CPUs and user, the working directory (mounted at the same
+    path with `mount_cwd`), the `--env` variables; no network unless `network`."""
+
+    image: str
+    runtime: Runtime
+    runtime_reason: str  # why this runtime: said in the report
+    binary: str  # the runtime's client
+    oci_runtime: str | None = None  # podman's --runtime (runc on cgroup v1)
+    network: bool = False
+    mount_cwd: bool = True
+    env: dict[str, str] = field(default_factory=dict)  # only what --env gave
+    user: UserSpec | None = None
+    cwd: Path | None = None  # inside the container; the current directory by default
+    private_tmp: bool = False
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything one guarded run needs, validated before anything starts."""
@@ -136,6 +164,10 @@ class RunSpec:
     # --before-kill: run at a breach before the first ending signal; `{pid}` and `{cgroup}`
     # are filled in then (engine.before_kill). Empty: nothing runs.
     before_kill: tuple[str, ...] = ()
+    # --container IMAGE: the command runs in a container made inside the run's cgroups.
+    container: ContainerSpec | None = None
+    # --private-tmp: /tmp and /dev/shm of the workload are its own, gone with the run.
+    private_tmp: bool = False
     # What the plan let through but the user should know: an override of the tier's host
     # reserve, a run on protected CPUs allowed by the flag. Every report repeats them.
     warnings: tuple[str, ...] = ()

@@ -11,7 +11,9 @@ The interval is kept, never stretched, where:
 - a ceiling is held by the monitor alone (memory or tasks without their controller, a
   soft memory ceiling without memory.high, a host load or pressure ceiling);
 - the kernel holds the memory ceiling but cannot announce its OOM kills;
-- someone watches every sample (the live status line, `--timeline-csv`).
+- someone watches every sample (the live status line, `--timeline-csv`);
+- a container runs the workload: its runtime makes and removes groups below the run's,
+  and on cgroup v1 a fork refused there is counted only in that group.
 
 `QUIET_WAIT_S` is 1 s because orphans are reaped at each host read, at most once a second
 (zombies count against pids.current until then), and that period stays as it was.

@@ -12,6 +12,7 @@ from tiered_run.host.cgroup_facts import read_cgroup_facts
 from tiered_run.host.kernel_facts import read_cpu_facts, read_kernel_facts
 from tiered_run.host.machine import read_machine
 from tiered_run.host.process_facts import read_engines, read_processes
+from tiered_run.host.runtimes import probe_runtimes
 from tiered_run.host.systemd_facts import read_systemd_facts
 from tiered_run.inputs.config import Config, load_config
 from tiered_run.inputs.identity import resolve_user
@@ -38,6 +39,7 @@ def read_facts(*, try_scope: bool = True) -> Facts:
         memory_total=machine.memory_total,
         processes=processes,
         engines=read_engines(processes),
+        runtimes=tuple(probe_runtimes(bool(cgroups.v1_controllers)).values()),
         backends=tuple(
             BackendFacts(name, probe.usable, probe.reason, probe.capabilities)
             for name, cls in BACKENDS.items()

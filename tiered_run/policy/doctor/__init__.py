@@ -12,7 +12,7 @@ from tiered_run.model.facts import Facts
 from tiered_run.model.findings import Diagnosis, Finding, Severity, TierCheck
 from tiered_run.model.spec import Limits
 from tiered_run.policy.doctor.cgroups import backend_findings, cgroup_findings
-from tiered_run.policy.doctor.containers import container_findings
+from tiered_run.policy.doctor.containers import container_findings, runtime_findings
 from tiered_run.policy.doctor.cpus import cpu_findings
 from tiered_run.policy.doctor.guards import guard, kernel_ceilings
 from tiered_run.policy.doctor.kernel import kernel_findings
@@ -48,6 +48,7 @@ def diagnose(
         *cpu_findings(facts, protected),
         *memory_findings(facts),
         *container_findings(facts, protected, limits),
+        *runtime_findings(facts),
         _config(config, config_problem),
     ]
     return Diagnosis(tuple(findings), tier, machine_summary(facts, config))

@@ -9,11 +9,14 @@ from collections.abc import Mapping
 from tiered_run.inputs.units import format_cpus
 from tiered_run.model.facts import ContainerEngine, Facts
 from tiered_run.model.findings import Finding, Severity
-from tiered_run.model.spec import Limits
+from tiered_run.model.spec import Limits, Runtime
 
 AREA = "containers"
 _CLIENT = {"dockerd": "docker", "containerd": "nerdctl", "podman": "podman"}
 MiB = 1024**2
+# The hierarchies whose run group holds a container (and cgroup2's, which kills it): a
+# Docker daemon's one --cgroup-parent must name the run's group in each.
+_HELD = frozenset({"cpuset", "memory", "pids", "freezer", "cpuacct", ""})
 
 
 def container_findings(
@@ -86,7 +89,8 @@ def _engine(
             f"podman run from a workload places the container itself, in {landing}: outside "
             "the run, so its ceilings, its kill and its CPUs do not reach it; "
             "podman run --cgroups=split (cgroup v2) keeps conmon and the container below "
-            "the caller's cgroup, inside the run"
+            "the caller's cgroup, inside the run; tiered-run --container IMAGE makes the "
+            "container inside the run itself"
         )
     else:
         consequence = (
@@ -130,3 +134,54 @@ def _remedy(engine: ContainerEngine, limits: Limits | None) -> str:
             "AllowedCPUs=LIST (cgroup v2), or a drop-in with CPUAffinity=LIST"
         )
     return advice
+
+
+def runtime_findings(facts: Facts) -> list[Finding]:
+    """Which runtimes `--container` can use here, and where their containers would land."""
+    if not facts.runtimes:
+        return []
+    plain = facts.auto == "plain"
+    findings = []
+    for probe in facts.runtimes:
+        name = probe.runtime.value
+        if not probe.usable:
+            findings.append(
+                Finding(
+                    f"containers.runtime.{name}",
+                    AREA,
+                    Severity.NOTE,
+                    f"--runtime {name}: not usable: {probe.reason}",
+                    f"tiered-run --container refuses --runtime {name} (exit 125)",
+                )
+            )
+            continue
+        if plain:
+            landing = (
+                "but the backend here is plain: without the run's cgroups a container cannot "
+                "be held, so --container is refused"
+            )
+        elif probe.runtime is Runtime.PODMAN:
+            landing = (
+                "its container lands inside the run: podman, conmon (--cgroups=no-conmon) and "
+                "the container's group (<run>/.../libpod-<id>, made by runc from a relative "
+                "--cgroup-parent) are all in the run's cgroups, under its ceilings and its kill"
+            )
+        else:
+            same = {path for key, path in facts.cgroups.own.items() if key in _HELD}
+            landing = (
+                "its container lands inside the run: --cgroup-parent names the run's group"
+                if len(same) == 1 or facts.auto == "systemd"
+                else "but tiered-run's own cgroup differs between hierarchies "
+                f"({', '.join(sorted(same))}): no --cgroup-parent names the run's, so "
+                "--runtime docker is refused here"
+            )
+        findings.append(
+            Finding(
+                f"containers.runtime.{name}",
+                AREA,
+                Severity.OK if not plain else Severity.NOTE,
+                f"--runtime {name}: {probe.reason}",
+                landing,
+            )
+        )
+    return findings
