@@ -314,3 +314,15 @@ def test_kill_0_that_comes_before_the_spawn_returns_is_still_the_runs_own(monkey
     assert report.outcome is Outcome.EXITED
     assert report.exit_code == 0
     assert any("not taken as an interruption" in event.message for event in report.events)
+
+
+def test_log_at_a_terminal_gets_what_the_terminal_shows(terminal, tmp_path):
+    """A terminal takes no splice (the log's bytes go through Python to it instead): both
+    the terminal and the log get the workload's output, the log byte for byte."""
+    log = tmp_path / "out.log"
+    code = "import sys\nfor i in range(3000): print('line', i)\nprint('end', file=sys.stderr)"
+    term = terminal("-q", "--log", str(log), "--", PY, "-c", code, cwd=tmp_path)
+    assert term.finish() == 0
+    expected = "".join(f"line {i}\n" for i in range(3000)) + "end\n"
+    assert log.read_text() == expected
+    assert b"line 2999" in term.output and b"end" in term.output
