@@ -81,6 +81,18 @@ def this_machine() -> Machine:
 # -- markers and isolation ------------------------------------------------------------------
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Signal dispositions as at a terminal, however the suite was started: a shell that
+    starts it in the background without job control (`.ci/run &`) ignores SIGINT and
+    SIGQUIT, and an ignored signal is inherited by every process the tests start, so
+    tiered-run (rightly, as under nohup) would keep it ignored and every Ctrl-C test fail.
+    Tests that need a signal ignored set that up for their own child."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGQUIT: signal.SIG_DFL}
+    for signum, handler in defaults.items():
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, handler)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`@pytest.mark.root` (optionally with `reason=`) skips a test unless we are root."""
     if IS_ROOT:
