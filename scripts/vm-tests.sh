@@ -29,7 +29,7 @@ python3 -m venv /tmp/venv
 /tmp/venv/bin/pip install -q --no-index --find-links .vm-wheels 'tiered-run[test]'
 echo \"cgroup mounts: \$(grep cgroup /proc/mounts | cut -d' ' -f2,3 | tr '\\n' ' ')\"
 cd $repo && /tmp/venv/bin/python -m pytest -q -p no:cacheprovider -rs tests/test_run.py tests/test_systemd.py tests/test_cgroup2.py tests/test_subtree.py tests/test_ownership.py tests/test_watchdog.py tests/test_export.py tests/test_doctor.py tests/test_init.py tests/test_shares_kernel.py tests/test_news.py -k '$select'"
-  if VM_APPEND="$append" VM_SHARE="$repo" VM_TIMEOUT="${VM_TIMEOUT:-900}" scripts/vm-run run "$guest"; then
+  if VM_APPEND="$append" VM_SHARE="$repo" VM_TIMEOUT="${VM_TIMEOUT:-1200}" scripts/vm-run run "$guest"; then
     echo "=== VM stage $mode: passed"
   else
     rc=$?
